@@ -1,0 +1,298 @@
+"""Message values and their validation: addresses, headers, attachments, limits.
+
+Everything a caller hands us is checked here, before anything is stored or sent: addresses with email-validator
+(syntax and IDN, no DNS), CR/LF/NUL in any header value, address or display name, custom header names against the
+fields mailsc owns, attachment file names. A bad message raises ``MessageError`` naming every bad field.
+The MIME rendering lives in ``mime.py``.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+import unicodedata
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import MessageError
+
+DEFAULT_MAX_RECIPIENTS = 50
+DEFAULT_MAX_SIZE = 10 * 1024 * 1024
+
+# Fields mailsc writes itself, and what to use instead of setting them as a custom header.
+_OWNED_HEADERS: dict[str, str] = {
+    "from": "the `from` field",
+    "sender": "the `from` field (mailsc sets the sender)",
+    "to": "the `to` field",
+    "cc": "the `cc` field",
+    "bcc": "the `bcc` field (Bcc never appears in the sent headers)",
+    "reply-to": "the `reply_to` field",
+    "subject": "the `subject` field",
+    "date": "nothing: mailsc sets Date when the message is rendered",
+    "message-id": "nothing: mailsc sets Message-ID",
+    "mime-version": "nothing: mailsc builds the MIME structure",
+    "return-path": "the envelope sender (the `from` field)",
+    "received": "nothing: servers add Received",
+    "dkim-signature": "your provider's or server's DKIM signing",
+}
+_HEADER_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]{1,76}$")  # RFC 5322 ftext: printable ASCII except ':'
+_CONTENT_TYPE = re.compile(r"^[A-Za-z0-9][\w!#$&^.+-]{0,126}/[A-Za-z0-9][\w!#$&^.+-]{0,126}$")
+_CONTENT_ID = re.compile(r"^[\x21-\x3b\x3d\x3f-\x7e]{1,250}$")  # printable ASCII, no < > or space
+
+
+def check_header_value(value: str, what: str = "value") -> str:
+    """Refuse CR, LF, NUL and other control characters (tab excepted) in a header value."""
+    for ch in value:
+        if ch in "\r\n":
+            raise ValueError(f"{what} must not contain a line break (CR or LF)")
+        if ch == "\x00":
+            raise ValueError(f"{what} must not contain a NUL character")
+        if ch != "\t" and unicodedata.category(ch) == "Cc":
+            raise ValueError(f"{what} must not contain control character U+{ord(ch):04X}")
+    return value
+
+
+class Address(BaseModel):
+    """An email address with an optional display name. ``email`` is normalised (IDN domains as punycode)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    email: str
+    name: str = ""
+    smtputf8: bool = Field(default=False, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return _split_address(value)
+        if isinstance(value, tuple) and len(value) == 2:
+            return {"name": value[0], "email": value[1]}
+        return value
+
+    @model_validator(mode="after")
+    def _normalise(self) -> Address:
+        check_header_value(self.name, "display name")
+        check_header_value(self.email, "address")
+        try:
+            valid = validate_email(self.email, check_deliverability=False, allow_smtputf8=True)
+        except EmailNotValidError as exc:
+            raise ValueError(f"invalid email address {self.email!r}: {exc}") from None
+        object.__setattr__(self, "email", valid.ascii_email or valid.normalized)
+        object.__setattr__(self, "smtputf8", valid.ascii_email is None)
+        object.__setattr__(self, "name", self.name.strip())
+        return self
+
+    @classmethod
+    def parse(cls, value: str | Address) -> Address:
+        """``"a@example.org"`` or ``"Name <a@example.org>"``; raises ``MessageError``."""
+        if isinstance(value, Address):
+            return value
+        try:
+            return cls.model_validate(value)
+        except ValidationError as exc:
+            raise MessageError(_errors_of(exc)) from None
+
+    @property
+    def domain(self) -> str:
+        return self.email.rpartition("@")[2]
+
+    def __str__(self) -> str:
+        if not self.name:
+            return self.email
+        name = self.name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{name}" <{self.email}>'
+
+
+def _split_address(value: str) -> dict[str, str]:
+    text = value.strip()
+    if text.endswith(">") and "<" in text:
+        name, _, rest = text[:-1].rpartition("<")
+        name = name.strip()
+        if len(name) >= 2 and name[0] == name[-1] == '"':
+            name = name[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        return {"name": name, "email": rest.strip()}
+    return {"email": text}
+
+
+def _as_list(value: Any) -> Any:
+    if value is None:
+        return []
+    if isinstance(value, str | Address | dict):
+        return [value]
+    return value
+
+
+AddressList = Annotated[list[Address], BeforeValidator(_as_list)]
+
+
+def safe_filename(name: str) -> str:
+    """A file name without directories, control characters or leading dots; what a mail client will show."""
+    base = re.split(r"[\\/]", name)[-1]
+    cleaned = "".join(ch for ch in base if unicodedata.category(ch)[0] != "C").strip().lstrip(".").strip()
+    return cleaned[:200]
+
+
+class Attachment(BaseModel):
+    """A file attached to a message, or shown inline in its HTML (``inline=True`` and a ``content_id``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    filename: str
+    content: bytes
+    content_type: str | None = None
+    inline: bool = False
+    content_id: str | None = None
+
+    @field_validator("filename")
+    @classmethod
+    def _clean_filename(cls, value: str) -> str:
+        cleaned = safe_filename(value)
+        if not cleaned:
+            raise ValueError("filename is empty once directories and control characters are removed")
+        return cleaned
+
+    @field_validator("content_id")
+    @classmethod
+    def _check_content_id(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().removeprefix("<").removesuffix(">")
+        if not _CONTENT_ID.match(value):
+            raise ValueError("content_id must be printable ASCII without spaces or angle brackets")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> Attachment:
+        if self.content_type is None:
+            guessed, _ = mimetypes.guess_type(self.filename, strict=False)
+            object.__setattr__(self, "content_type", guessed or "application/octet-stream")
+        elif not _CONTENT_TYPE.match(self.content_type):
+            raise ValueError(f"content_type {self.content_type!r} is not of the form type/subtype")
+        if self.inline and not self.content_id:
+            raise ValueError("an inline attachment needs a content_id (referenced as cid:... in the HTML)")
+        return self
+
+    @property
+    def maintype(self) -> str:
+        return (self.content_type or "application/octet-stream").split("/", 1)[0].lower()
+
+    @property
+    def subtype(self) -> str:
+        return (self.content_type or "application/octet-stream").split("/", 1)[1].lower()
+
+
+class Message(BaseModel):
+    """One email as the caller describes it. Construction validates every field and raises ``MessageError``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True)
+
+    from_: Address | None = Field(default=None, alias="from")
+    to: AddressList = Field(default_factory=list)
+    cc: AddressList = Field(default_factory=list)
+    bcc: AddressList = Field(default_factory=list)
+    reply_to: AddressList = Field(default_factory=list)
+    subject: str
+    text: str | None = None
+    html: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    attachments: list[Attachment] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise MessageError(_errors_of(exc)) from None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Message:
+        """Validate a JSON-like mapping (``"from"`` as the key); raises ``MessageError``."""
+        try:
+            return cls.model_validate(dict(data))
+        except ValidationError as exc:
+            raise MessageError(_errors_of(exc)) from None
+
+    @field_validator("subject")
+    @classmethod
+    def _check_subject(cls, value: str) -> str:
+        return check_header_value(value, "subject")
+
+    @field_validator("headers")
+    @classmethod
+    def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        seen: set[str] = set()
+        for name, header_value in value.items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError(
+                    f"header name {name[:80]!r} is not valid: use 1-76 printable ASCII characters without ':' or space"
+                )
+            lowered = name.lower()
+            instead = _OWNED_HEADERS.get(lowered)
+            if instead is None and lowered.startswith("content-"):
+                instead = "the `attachments`, `text` and `html` fields (mailsc builds the MIME structure)"
+            if instead is not None:
+                raise ValueError(f"header {name!r} is set by mailsc; use {instead}")
+            if lowered in seen:
+                raise ValueError(f"header {name!r} is given twice (names are case-insensitive)")
+            seen.add(lowered)
+            check_header_value(header_value, f"header {name!r}")
+        return value
+
+    @field_validator("text", "html")
+    @classmethod
+    def _check_body(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("the body must not contain a NUL character")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _check_tags(cls, value: list[str]) -> list[str]:
+        for tag in value:
+            check_header_value(tag, "tag")
+            if not tag or len(tag) > 100:
+                raise ValueError("each tag must be 1-100 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _check_whole(self) -> Message:
+        if not (self.to or self.cc or self.bcc):
+            raise ValueError("a message needs at least one recipient in to, cc or bcc")
+        if self.text is None and self.html is None:
+            raise ValueError("a message needs a text or an html body (or both)")
+        inline_ids = [a.content_id for a in self.attachments if a.inline]
+        if inline_ids and self.html is None:
+            raise ValueError("inline attachments need an html body that references them")
+        if len(set(inline_ids)) != len(inline_ids):
+            raise ValueError("two inline attachments share a content_id")
+        return self
+
+    @property
+    def recipients(self) -> list[Address]:
+        """Every envelope recipient (to, cc and bcc), each once, in order."""
+        seen: dict[str, Address] = {}
+        for address in (*self.to, *self.cc, *self.bcc):
+            seen.setdefault(address.email.lower(), address)
+        return list(seen.values())
+
+
+def _errors_of(exc: ValidationError) -> list[dict[str, Any]]:
+    errors = []
+    for error in exc.errors(include_url=False, include_input=False):
+        msg = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        errors.append({"loc": [p for p in error["loc"] if p != "__root__"], "msg": msg})
+    return errors
+
+
+def ensure_limits(message: Message, *, max_recipients: int) -> None:
+    """Raise ``MessageError`` when a message has more envelope recipients than allowed."""
+    count = len(message.recipients)
+    if count > max_recipients:
+        raise MessageError.single(
+            "to", f"{count} recipients in to, cc and bcc together; at most {max_recipients} are allowed per message"
+        )

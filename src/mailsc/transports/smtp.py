@@ -1,0 +1,382 @@
+"""SMTP delivery over a pool of persistent, verified-TLS aiosmtplib connections.
+
+This is the one module that sees aiosmtplib's exceptions; each is translated here into the ``errors.py`` tree.
+The TLS context is built once per transport (``ssl.create_default_context()`` costs ~30 ms of CPU) and reused for
+every connection. STARTTLS, when configured, is required: a server that does not offer it gets no ``MAIL FROM``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+
+import aiosmtplib
+from aiosmtplib import (
+    SMTPAuthenticationError,
+    SMTPConnectResponseError,
+    SMTPException,
+    SMTPNotSupported,
+    SMTPRecipientRefused,
+    SMTPResponseException,
+    SMTPServerDisconnected,
+    SMTPTimeoutError,
+)
+
+from ..config import ConnectionConfig, is_loopback
+from ..envelope import Envelope
+from ..errors import (
+    AuthenticationError,
+    DeliveryError,
+    RecipientRefusal,
+    RecipientsRefusedError,
+    SenderRefusedError,
+    SmtpConnectError,
+    TlsSetupError,
+    parse_enhanced_code,
+)
+from .base import SendResult
+
+logger = logging.getLogger(__name__)
+
+# A connection idle longer than this is checked with NOOP before use: servers drop idle sessions (often after 60 s+).
+STALE_AFTER_SECONDS = 15.0
+
+_CERT_HINT = "fix the server's certificate, or set MAILSC_SMTP_CA_FILE to the CA that signed it"
+_AUTH_HINTS = {
+    535: "the server refused the username or password: check them; Gmail and Outlook need an app password, "
+    "and most providers want the full email address as the username",
+    534: "the server wants a stronger sign-in (e.g. an app password, or OAuth) for this account",
+    530: "the server requires authentication (and maybe TLS) first: set a username and password",
+    538: "the server requires TLS before authentication: use security=starttls or tls",
+}
+
+
+def build_tls_context(config: ConnectionConfig) -> ssl.SSLContext:
+    """The one ``SSLContext`` a transport uses: system trust store (or ``ca_file``), TLS >= 1.2, host checked."""
+    context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if config.client_cert is not None:
+        context.load_cert_chain(str(config.client_cert), str(config.client_key) if config.client_key else None)
+    if not config.verify_certs:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def describe_certificate_error(error: ssl.SSLCertVerificationError, host: str) -> str:
+    """A sentence a person understands for a failed certificate verification."""
+    reasons = {
+        62: f"the server's certificate is not valid for {host!r} (it was issued for another name)",
+        10: "the server's certificate has expired",
+        9: "the server's certificate is not valid yet",
+        18: "the server's certificate is self-signed",
+        19: "the server's certificate chain ends in a self-signed certificate no trusted CA vouches for",
+        20: "the server's certificate is signed by a certificate authority this machine does not trust (unknown CA)",
+        21: "the server's certificate is signed by a certificate authority this machine does not trust (unknown CA)",
+    }
+    detail = reasons.get(error.verify_code, f"certificate verification failed: {error.verify_message}")
+    return f"TLS to {host}: {detail}"
+
+
+class SmtpTransport:
+    """Sends envelopes over at most ``pool_size`` persistent connections, each reused for many messages."""
+
+    def __init__(self, config: ConnectionConfig, *, name: str = "smtp") -> None:
+        self.name = name
+        self.config = config
+        self._tls_context = build_tls_context(config) if config.security != "none" else None
+        self._idle: list[_Connection] = []
+        self._slots = asyncio.Semaphore(config.pool_size)
+        self._open = 0
+        self._closed = False
+        self.connections_opened = 0
+        if config.security != "none" and not config.verify_certs:
+            logger.warning("smtp.verify_certs_disabled host=%s: certificates are NOT verified", config.host)
+        if config.security == "none" and not is_loopback(config.host):
+            logger.warning("smtp.plaintext host=%s: mail and credentials cross the network unencrypted", config.host)
+
+    @property
+    def open_connections(self) -> int:
+        return self._open
+
+    async def send(self, envelope: Envelope) -> SendResult:
+        """Deliver one envelope; raises a ``DeliveryError`` subclass when no recipient got it."""
+        if self._closed:
+            raise DeliveryError("the SMTP transport is closed", transient=True)
+        async with self._slots:
+            connection = await self._acquire()
+            reuse = False
+            try:
+                try:
+                    result, reuse = await self._transact(connection, envelope)
+                except _StaleConnection:
+                    # The server dropped an idle session between our check and MAIL FROM: nothing was sent yet.
+                    self._discard(connection)
+                    connection = await self._open_connection()
+                    result, reuse = await self._transact(connection, envelope, stale_retry=False)
+                return result
+            except DeliveryError as exc:
+                # After a clean refusal (and RSET) the session is still good; after a timeout its state is unknown.
+                reuse = exc.smtp_code is not None and exc.smtp_code != 421 and connection.smtp.is_connected
+                raise
+            finally:
+                if reuse and not self._closed and connection.smtp.is_connected:
+                    connection.last_used = time.monotonic()
+                    self._idle.append(connection)
+                else:
+                    self._discard(connection)
+
+    async def check(self) -> None:
+        """Open, secure and authenticate one connection without sending (a probe); raises as ``send`` would."""
+        connection = await self._open_connection()
+        self._discard(connection, polite=True)
+
+    async def aclose(self) -> None:
+        """Close every idle connection with QUIT; connections in use close when their send finishes."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(self._quit(c) for c in idle))
+
+    async def _acquire(self) -> _Connection:
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.smtp.is_connected:
+                self._discard(connection)
+                continue
+            if time.monotonic() - connection.last_used > STALE_AFTER_SECONDS:
+                try:
+                    await connection.smtp.noop()
+                except (SMTPException, OSError):
+                    self._discard(connection)
+                    continue
+            return connection
+        return await self._open_connection()
+
+    async def _open_connection(self) -> _Connection:
+        config = self.config
+        smtp = aiosmtplib.SMTP(
+            hostname=config.host,
+            port=config.port,
+            use_tls=config.security == "tls",
+            start_tls=False,
+            tls_context=self._tls_context,
+            timeout=config.timeout,
+            local_hostname=config.local_hostname,
+        )
+        self._open += 1
+        self.connections_opened += 1
+        connection = _Connection(smtp)
+        try:
+            await self._handshake(smtp)
+        except BaseException:
+            self._discard(connection)
+            raise
+        return connection
+
+    async def _handshake(self, smtp: aiosmtplib.SMTP) -> None:
+        config = self.config
+        try:
+            await smtp.connect()
+            await smtp.ehlo()
+        except (SMTPException, OSError) as exc:
+            raise self._connect_error(exc) from None
+        if config.security == "starttls":
+            if not smtp.supports_extension("starttls"):
+                raise TlsSetupError(
+                    f"{config.host}:{config.port} does not offer STARTTLS, which is configured as required; "
+                    "nothing was sent in clear",
+                    transient=False,
+                    hint="check the port (465 speaks implicit TLS: security=tls) or the server's TLS setup",
+                )
+            try:
+                await smtp.starttls(tls_context=self._tls_context)
+                await smtp.ehlo()
+            except (SMTPException, OSError) as exc:
+                raise self._connect_error(exc, during="STARTTLS") from None
+        if config.username is not None and config.password is not None:
+            try:
+                await smtp.login(config.username, config.password.get_secret_value())
+            except SMTPAuthenticationError as exc:
+                raise AuthenticationError(
+                    f"{config.host} refused the login: {exc.code} {exc.message}",
+                    transient=False,
+                    smtp_code=exc.code,
+                    enhanced_code=parse_enhanced_code(exc.message),
+                    hint=_AUTH_HINTS.get(exc.code, "check the username and password"),
+                ) from None
+            except SMTPNotSupported:
+                offered = smtp.esmtp_extensions.get("auth", "none")
+                raise AuthenticationError(
+                    f"{config.host} offers no authentication mechanism mailsc can use (offered: {offered})",
+                    transient=False,
+                    hint="many servers offer AUTH only after TLS: use security=starttls or tls",
+                ) from None
+            except (SMTPException, OSError) as exc:
+                raise self._connect_error(exc, during="AUTH") from None
+
+    def _connect_error(self, exc: BaseException, during: str = "connect") -> DeliveryError:
+        host, port = self.config.host, self.config.port
+        where = f"{host}:{port}"
+        for cause in _causes(exc):
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                return TlsSetupError(describe_certificate_error(cause, host), transient=False, hint=_CERT_HINT)
+        for cause in _causes(exc):
+            if isinstance(cause, ssl.SSLError):
+                hint = ("the port may expect STARTTLS (587) rather than implicit TLS" if during == "connect"
+                        else "the server's TLS setup is broken or too old (TLS 1.2 or newer is required)")
+                return TlsSetupError(f"TLS handshake with {where} failed: {cause.reason or cause}", transient=False,
+                                     hint=hint)
+            if isinstance(cause, socket.gaierror):
+                return SmtpConnectError(f"the host name {host!r} does not resolve", transient=True,
+                                        hint="check MAILSC_SMTP_HOST for a typo, and this machine's DNS")
+            if isinstance(cause, ConnectionRefusedError):
+                return SmtpConnectError(f"connection to {where} refused: nothing listens there", transient=True,
+                                        hint="check the port (587 for STARTTLS, 465 for implicit TLS) and that the "
+                                        "server runs")
+        if isinstance(exc, SMTPConnectResponseError):
+            return SmtpConnectError(f"{where} refused the session: {exc.code} {exc.message}",
+                                    transient=exc.code < 500, smtp_code=exc.code,
+                                    enhanced_code=parse_enhanced_code(exc.message))
+        if isinstance(exc, SMTPResponseException):
+            return SmtpConnectError(f"{where} answered {exc.code} {exc.message} during {during}",
+                                    transient=exc.code < 500, smtp_code=exc.code,
+                                    enhanced_code=parse_enhanced_code(exc.message))
+        if isinstance(exc, SMTPTimeoutError | TimeoutError):
+            hint = ("a firewall may drop the traffic, or the provider blocks this port (25 is blocked on most cloud "
+                    "hosts)")
+            if during == "connect" and self.config.security != "tls":
+                hint += "; a server that waits silently may expect implicit TLS (port 465, security=tls)"
+            return SmtpConnectError(f"timed out during {during} with {where} after {self.config.timeout:g} s",
+                                    transient=True, hint=hint)
+        return SmtpConnectError(f"{during} with {where} failed: {exc}", transient=True)
+
+    async def _transact(
+        self, connection: _Connection, envelope: Envelope, *, stale_retry: bool = True
+    ) -> tuple[SendResult, bool]:
+        """One MAIL/RCPT/DATA transaction. Returns the result and whether the connection can be reused."""
+        smtp = connection.smtp
+        encoding = "ascii"
+        options: list[str] = []
+        if envelope.smtputf8:
+            if not smtp.supports_extension("smtputf8"):
+                raise DeliveryError("an address needs SMTPUTF8, which the server does not offer", transient=False)
+            options.append("SMTPUTF8")
+            encoding = "utf-8"
+        if smtp.supports_extension("size"):
+            options.append(f"SIZE={len(envelope.data)}")
+        try:
+            await smtp.mail(envelope.sender, options=options, encoding=encoding)
+        except SMTPResponseException as exc:
+            await self._reset(smtp)
+            if exc.code == 421:
+                raise _reply_error(exc, "the server is closing the connection (421)") from None
+            raise SenderRefusedError(
+                f"sender {envelope.sender} refused: {exc.code} {exc.message}", transient=exc.code < 500,
+                smtp_code=exc.code, enhanced_code=parse_enhanced_code(exc.message),
+            ) from None
+        except (SMTPServerDisconnected, ConnectionError) as exc:
+            if stale_retry and connection.used:
+                raise _StaleConnection from exc
+            raise DeliveryError(f"connection lost at MAIL FROM: {exc}", transient=True) from None
+        except SMTPTimeoutError:
+            raise DeliveryError("timed out waiting for the reply to MAIL FROM", transient=True) from None
+        connection.used = True
+        accepted: list[str] = []
+        refused: list[RecipientRefusal] = []
+        try:
+            for recipient in envelope.recipients:
+                try:
+                    await smtp.rcpt(recipient, encoding=encoding)
+                    accepted.append(recipient)
+                except SMTPRecipientRefused as exc:
+                    if exc.code == 421:
+                        raise _reply_error(exc, "the server is closing the connection (421)") from None
+                    refused.append(RecipientRefusal(recipient, exc.code, exc.message, parse_enhanced_code(exc.message)))
+            if not accepted:
+                await self._reset(smtp)
+                raise RecipientsRefusedError(refused)
+            response = await smtp.data(envelope.data)
+        except SMTPResponseException as exc:
+            await self._reset(smtp)
+            raise _reply_error(exc, "message refused") from None
+        except (SMTPServerDisconnected, ConnectionError) as exc:
+            raise DeliveryError(f"connection lost during the transaction: {exc}", transient=True) from None
+        except SMTPTimeoutError:
+            raise DeliveryError(f"timed out after {self.config.timeout:g} s waiting for the server",
+                                transient=True) from None
+        result = SendResult(envelope.message_id, tuple(accepted), tuple(refused), f"{response.code} {response.message}",
+                            self.name)
+        return result, smtp.is_connected
+
+    async def _reset(self, smtp: aiosmtplib.SMTP) -> None:
+        if smtp.is_connected:
+            try:
+                await smtp.rset()
+            except (SMTPException, OSError):
+                smtp.close()
+
+    def _discard(self, connection: _Connection, *, polite: bool = False) -> None:
+        if connection.closed:
+            return
+        connection.closed = True
+        self._open -= 1
+        if polite and connection.smtp.is_connected:
+            task = asyncio.get_running_loop().create_task(self._quit_only(connection))
+            _background.add(task)
+            task.add_done_callback(_background.discard)
+        else:
+            connection.smtp.close()
+
+    async def _quit(self, connection: _Connection) -> None:
+        if not connection.closed:
+            connection.closed = True
+            self._open -= 1
+            await self._quit_only(connection)
+
+    @staticmethod
+    async def _quit_only(connection: _Connection) -> None:
+        try:
+            await connection.smtp.quit(timeout=5)
+        except (SMTPException, OSError):
+            connection.smtp.close()
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+class _StaleConnection(Exception):
+    """A reused connection was found dead before anything of the message was sent."""
+
+
+@dataclass(eq=False)
+class _Connection:
+    smtp: aiosmtplib.SMTP
+    last_used: float = 0.0
+    used: bool = False
+    closed: bool = False
+
+    def __post_init__(self) -> None:
+        self.last_used = time.monotonic()
+
+
+def _reply_error(exc: SMTPResponseException, what: str) -> DeliveryError:
+    return DeliveryError(
+        f"{what}: {exc.code} {exc.message}",
+        transient=exc.code < 500,
+        smtp_code=exc.code,
+        enhanced_code=parse_enhanced_code(exc.message),
+        recipient=getattr(exc, "recipient", None),
+    )
