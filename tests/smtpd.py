@@ -48,8 +48,9 @@ class _Handler:
         if self.server.faults.delay:
             await asyncio.sleep(self.server.faults.delay)
 
-    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
-                          mail_options: list[str]) -> str:
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
         self.server.commands.append(f"MAIL FROM:{address}")
         await self._pause()
         if self.server.faults.mail:
@@ -58,8 +59,9 @@ class _Handler:
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
         self.server.commands.append(f"RCPT TO:{address}")
         await self._pause()
         scripted = self.server.faults.rcpt.get(address)
@@ -77,8 +79,12 @@ class _Handler:
             return self.server.faults.data.popleft()
         assert envelope.mail_from is not None
         self.server.received.append(
-            Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content or b""),
-                     list(envelope.mail_options))
+            Received(
+                envelope.mail_from,
+                list(envelope.rcpt_tos),
+                bytes(envelope.original_content or b""),
+                list(envelope.mail_options),
+            )
         )
         return f"250 2.0.0 Ok: queued as {len(self.server.received)}"
 
@@ -94,6 +100,7 @@ class _FaultySMTP(SMTP):
         self.owner.max_active = max(self.owner.max_active, self.owner.active)
         self.owner.transports.add(transport)
         if self.owner.faults.banner is not None:
+            assert isinstance(transport, asyncio.WriteTransport)
             transport.write(f"{self.owner.faults.banner}\r\n".encode())
             transport.close()
             return
@@ -101,18 +108,18 @@ class _FaultySMTP(SMTP):
 
     def connection_lost(self, error: Exception | None) -> None:
         self.owner.active -= 1
-        self.owner.transports.discard(self.transport)  # type: ignore[arg-type]
+        self.owner.transports.discard(self.transport)
         super().connection_lost(error)
 
     async def smtp_DATA(self, arg: str) -> None:
         faults = self.owner.faults
-        if faults.drops_left > 0 and self.envelope.rcpt_tos:
+        if faults.drops_left > 0 and self.envelope is not None and self.envelope.rcpt_tos:
             faults.drops_left -= 1
             await self.push("354 End data with <CR><LF>.<CR><LF>")
             for _ in range(faults.drop_during_data):
                 await self._reader.readuntil(b"\r\n")
             self.owner.commands.append("DATA (dropped)")
-            assert self.transport is not None
+            assert isinstance(self.transport, asyncio.WriteTransport)
             self.transport.abort()
             return
         await super().smtp_DATA(arg)
@@ -132,12 +139,14 @@ class SmtpServer:
         implicit_tls_context: ssl.SSLContext | None = None,
         credentials: dict[str, str] | None = None,
         smtputf8: bool = True,
+        auth_mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN"),
         hostname: str = "mx.test",
     ) -> None:
         self.starttls_context = starttls_context
         self.implicit_tls_context = implicit_tls_context
         self.credentials = credentials
         self.smtputf8 = smtputf8
+        self.auth_mechanisms = auth_mechanisms
         self.hostname = hostname
         self.faults = Faults()
         self.received: list[Received] = []
@@ -148,24 +157,34 @@ class SmtpServer:
         self.max_active = 0
         self.host = "127.0.0.1"
         self.port = 0
-        self.transports: set[asyncio.BaseTransport] = set()
+        self.transports: set[asyncio.BaseTransport | None] = set()
         self._server: asyncio.Server | None = None
 
-    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
-                      auth_data: Any) -> AuthResult:
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         self.auth_attempts += 1
         assert isinstance(auth_data, LoginPassword)
         expected = (self.credentials or {}).get(auth_data.login.decode())
-        return AuthResult(success=expected is not None and expected == auth_data.password.decode())
+        return AuthResult(success=expected is not None and expected == auth_data.password.decode(), handled=False)
 
     def _protocol(self) -> SMTP:
         options: dict[str, Any] = {}
         if self.credentials is not None:
-            options.update(authenticator=self._authenticate, auth_required=True,
-                           auth_require_tls=self.starttls_context is not None or self.implicit_tls_context is not None)
+            options.update(
+                authenticator=self._authenticate,
+                auth_required=True,
+                auth_require_tls=self.starttls_context is not None or self.implicit_tls_context is not None,
+                auth_exclude_mechanism=[m for m in ("PLAIN", "LOGIN") if m not in self.auth_mechanisms],
+            )
         return _FaultySMTP(
-            self, _Handler(self), hostname=self.hostname, tls_context=self.starttls_context,
-            enable_SMTPUTF8=self.smtputf8, timeout=30, **options,
+            self,
+            _Handler(self),
+            hostname=self.hostname,
+            tls_context=self.starttls_context,
+            enable_SMTPUTF8=self.smtputf8,
+            timeout=30,
+            **options,
         )
 
     async def start(self) -> SmtpServer:
@@ -174,11 +193,16 @@ class SmtpServer:
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
+    def drop_connections(self) -> None:
+        """Abort every open session from the server side, as a server that times out idle clients does."""
+        for transport in list(self.transports):
+            if isinstance(transport, asyncio.WriteTransport):
+                transport.abort()
+
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-            for transport in list(self.transports):
-                transport.abort()  # type: ignore[attr-defined]
+            self.drop_connections()
             await self._server.wait_closed()
             self._server = None
 

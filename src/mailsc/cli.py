@@ -37,8 +37,10 @@ def check_config() -> None:
     if smtp is None:
         typer.echo("configuration valid: no SMTP server configured (mail is captured, not delivered)")
     else:
-        typer.echo(f"configuration valid: SMTP {smtp.host}:{smtp.port} security={smtp.security} "
-                   f"verify_certs={smtp.verify_certs} pool_size={smtp.pool_size}")
+        typer.echo(
+            f"configuration valid: SMTP {smtp.host}:{smtp.port} security={smtp.security} "
+            f"verify_certs={smtp.verify_certs} pool_size={smtp.pool_size}"
+        )
 
 
 @app.command()

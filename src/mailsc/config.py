@@ -106,7 +106,9 @@ class ConnectionConfig(BaseModel):
         problems: list[ConfigProblem] = []
         tls_hint = "use STARTTLS (usually port 587) or implicit TLS (port 465), not both"
         if self.starttls and self.ssl_tls:
-            problems.append(ConfigProblem("starttls", "STARTTLS and implicit TLS (SSL_TLS) are both switched on", tls_hint))
+            problems.append(
+                ConfigProblem("starttls", "STARTTLS and implicit TLS (SSL_TLS) are both switched on", tls_hint)
+            )
         security = self.security
         if security is None:
             if self.ssl_tls:
@@ -121,26 +123,38 @@ class ConnectionConfig(BaseModel):
             problems.append(ConfigProblem("security", f"security={security} contradicts the STARTTLS/SSL_TLS flags"))
         port = self.port or _DEFAULT_PORTS[security]
         if security == "starttls" and port == 465:
-            problems.append(ConfigProblem(
-                "port", "port 465 speaks implicit TLS from the first byte, but STARTTLS is configured",
-                "set security=tls for port 465, or use port 587 for STARTTLS",
-            ))
+            problems.append(
+                ConfigProblem(
+                    "port",
+                    "port 465 speaks implicit TLS from the first byte, but STARTTLS is configured",
+                    "set security=tls for port 465, or use port 587 for STARTTLS",
+                )
+            )
         if security == "tls" and port in (25, 587):
-            problems.append(ConfigProblem(
-                "port", f"port {port} expects STARTTLS, but implicit TLS is configured",
-                "set security=starttls for port 587, or use port 465 for implicit TLS",
-            ))
+            problems.append(
+                ConfigProblem(
+                    "port",
+                    f"port {port} expects STARTTLS, but implicit TLS is configured",
+                    "set security=starttls for port 587, or use port 465 for implicit TLS",
+                )
+            )
         if security == "none" and not self.allow_insecure and not is_loopback(self.host):
-            problems.append(ConfigProblem(
-                "security", f"plaintext SMTP (security=none) to {self.host}, which is not a loopback address",
-                "use starttls or tls; if the network really is private, set allow_insecure=true",
-            ))
+            problems.append(
+                ConfigProblem(
+                    "security",
+                    f"plaintext SMTP (security=none) to {self.host}, which is not a loopback address",
+                    "use starttls or tls; if the network really is private, set allow_insecure=true",
+                )
+            )
         username, password = (self.username, self.password) if self.use_credentials else (None, None)
         if security == "none" and username and not is_loopback(self.host):
-            problems.append(ConfigProblem(
-                "security", f"credentials would cross the network to {self.host} in clear (security=none)",
-                "use starttls or tls whenever a username and password are set",
-            ))
+            problems.append(
+                ConfigProblem(
+                    "security",
+                    f"credentials would cross the network to {self.host} in clear (security=none)",
+                    "use starttls or tls whenever a username and password are set",
+                )
+            )
         if username and password is None:
             problems.append(ConfigProblem("password", "a username is set but no password"))
         if password is not None and not username:
@@ -157,8 +171,7 @@ class ConnectionConfig(BaseModel):
             except MessageError as exc:
                 problems.append(ConfigProblem("mail_from", exc.errors[0]["msg"], "e.g. 'App <noreply@example.com>'"))
         if not problems:
-            for name, value in (("security", security), ("port", port), ("username", username),
-                                ("password", password)):
+            for name, value in (("security", security), ("port", port), ("username", username), ("password", password)):
                 object.__setattr__(self, name, value)
         return problems
 
@@ -185,7 +198,7 @@ class _SecretFilesSource(PydanticBaseSettingsSource):
         environ = {k.upper(): v for k, v in os.environ.items()}
         values: dict[str, Any] = {}
         problems: list[ConfigProblem] = []
-        for field, names in self._secret_fields.items():
+        for _field, names in self._secret_fields.items():
             for name in names:
                 path = environ.get(f"{name}_FILE")
                 if path is None:
@@ -208,12 +221,24 @@ def _env(*names: str) -> Any:
 
 
 _SMTP_FIELDS = {  # Settings field -> ConnectionConfig field
-    "smtp_host": "host", "smtp_port": "port", "smtp_username": "username", "smtp_password": "password",
-    "smtp_security": "security", "smtp_starttls": "starttls", "smtp_ssl_tls": "ssl_tls",
-    "smtp_use_credentials": "use_credentials", "smtp_verify_certs": "verify_certs", "smtp_ca_file": "ca_file",
-    "smtp_client_cert": "client_cert", "smtp_client_key": "client_key", "smtp_timeout": "timeout",
-    "smtp_pool_size": "pool_size", "smtp_allow_insecure": "allow_insecure", "smtp_local_hostname": "local_hostname",
-    "mail_from": "mail_from", "mail_from_name": "mail_from_name",
+    "smtp_host": "host",
+    "smtp_port": "port",
+    "smtp_username": "username",
+    "smtp_password": "password",
+    "smtp_security": "security",
+    "smtp_starttls": "starttls",
+    "smtp_ssl_tls": "ssl_tls",
+    "smtp_use_credentials": "use_credentials",
+    "smtp_verify_certs": "verify_certs",
+    "smtp_ca_file": "ca_file",
+    "smtp_client_cert": "client_cert",
+    "smtp_client_key": "client_key",
+    "smtp_timeout": "timeout",
+    "smtp_pool_size": "pool_size",
+    "smtp_allow_insecure": "allow_insecure",
+    "smtp_local_hostname": "local_hostname",
+    "mail_from": "mail_from",
+    "mail_from_name": "mail_from_name",
 }
 
 
@@ -225,13 +250,16 @@ class Settings(BaseSettings):
     )
 
     smtp_url: SecretStr | None = None
-    smtp_host: str | None = Field(None, validation_alias=_env("MAILSC_SMTP_HOST", "SMTP_HOST", "SMTP_SERVER",
-                                                              "MAIL_SERVER"))
+    smtp_host: str | None = Field(
+        None, validation_alias=_env("MAILSC_SMTP_HOST", "SMTP_HOST", "SMTP_SERVER", "MAIL_SERVER")
+    )
     smtp_port: int | None = Field(None, validation_alias=_env("MAILSC_SMTP_PORT", "SMTP_PORT", "MAIL_PORT"))
-    smtp_username: str | None = Field(None, validation_alias=_env("MAILSC_SMTP_USERNAME", "SMTP_USER",
-                                                                  "SMTP_USERNAME", "MAIL_USERNAME"))
-    smtp_password: SecretStr | None = Field(None, validation_alias=_env("MAILSC_SMTP_PASSWORD", "SMTP_PASS",
-                                                                        "SMTP_PASSWORD", "MAIL_PASSWORD"))
+    smtp_username: str | None = Field(
+        None, validation_alias=_env("MAILSC_SMTP_USERNAME", "SMTP_USER", "SMTP_USERNAME", "MAIL_USERNAME")
+    )
+    smtp_password: SecretStr | None = Field(
+        None, validation_alias=_env("MAILSC_SMTP_PASSWORD", "SMTP_PASS", "SMTP_PASSWORD", "MAIL_PASSWORD")
+    )
     smtp_security: Security | None = None
     smtp_starttls: bool | None = Field(None, validation_alias=_env("MAILSC_SMTP_STARTTLS", "MAIL_STARTTLS"))
     smtp_ssl_tls: bool | None = Field(None, validation_alias=_env("MAILSC_SMTP_SSL_TLS", "MAIL_SSL_TLS"))
@@ -316,8 +344,13 @@ class Settings(BaseSettings):
                 return [ConfigProblem("MAILSC_SMTP_URL", str(exc), "e.g. smtp://user:pass@smtp.example.com:587")]
             from_url = set(fields)
             if self.smtp_host is not None:
-                return [ConfigProblem("MAILSC_SMTP_HOST", "both MAILSC_SMTP_URL and MAILSC_SMTP_HOST are set",
-                                      "give the server once: the URL, or the fields")]
+                return [
+                    ConfigProblem(
+                        "MAILSC_SMTP_HOST",
+                        "both MAILSC_SMTP_URL and MAILSC_SMTP_HOST are set",
+                        "give the server once: the URL, or the fields",
+                    )
+                ]
         for name, target in _SMTP_FIELDS.items():
             if name in self.model_fields_set:
                 fields[target] = getattr(self, name)
@@ -326,16 +359,26 @@ class Settings(BaseSettings):
                 fields[target] = getattr(self, name)
         if not fields.get("host"):
             stray = [n for n in self.model_fields_set if n.startswith("smtp_") and n != "smtp_host"]
-            return [ConfigProblem(self.variable(n), "is set, but no SMTP server is configured",
-                                  "set MAILSC_SMTP_HOST or MAILSC_SMTP_URL") for n in sorted(stray)]
+            return [
+                ConfigProblem(
+                    self.variable(n),
+                    "is set, but no SMTP server is configured",
+                    "set MAILSC_SMTP_HOST or MAILSC_SMTP_URL",
+                )
+                for n in sorted(stray)
+            ]
         try:
             self._smtp = ConnectionConfig(**fields)
         except ConfigError as exc:
             reverse = {v: k for k, v in _SMTP_FIELDS.items()}
             return [
-                ConfigProblem("MAILSC_SMTP_URL" if p.variable in from_url else self.variable(reverse[p.variable]),
-                              p.message, p.hint)
-                if p.variable in reverse else p
+                ConfigProblem(
+                    "MAILSC_SMTP_URL" if p.variable in from_url else self.variable(reverse[p.variable]),
+                    p.message,
+                    p.hint,
+                )
+                if p.variable in reverse
+                else p
                 for p in exc.problems
             ]
         return []

@@ -11,8 +11,35 @@ import re
 from html.parser import HTMLParser
 
 _BLOCKS = frozenset(
-    {"p", "div", "section", "article", "header", "footer", "table", "tr", "ul", "ol", "h1", "h2", "h3", "h4", "h5",
-     "h6", "blockquote", "pre", "hr", "center", "main", "nav", "aside", "form", "dl", "dt", "dd"}
+    {
+        "p",
+        "div",
+        "section",
+        "article",
+        "header",
+        "footer",
+        "table",
+        "tr",
+        "ul",
+        "ol",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "blockquote",
+        "pre",
+        "hr",
+        "center",
+        "main",
+        "nav",
+        "aside",
+        "form",
+        "dl",
+        "dt",
+        "dd",
+    }
 )
 _SKIPPED = frozenset({"script", "style", "head", "title", "template", "noscript"})
 _SPACES = re.compile(r"[ \t\r\f\v]+")

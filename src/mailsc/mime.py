@@ -24,7 +24,9 @@ _POLICY_UTF8 = email.policy.SMTPUTF8.clone(cte_type="7bit")
 
 
 def _header_address(address: Address) -> headerregistry.Address:
-    return headerregistry.Address(display_name=address.name, addr_spec=address.email)
+    # username/domain, not addr_spec: the stdlib parser refuses a non-ASCII local part that SMTPUTF8 allows.
+    username, _, domain = address.email.rpartition("@")
+    return headerregistry.Address(display_name=address.name, username=username, domain=domain)
 
 
 def _normalise_newlines(text: str) -> str:
@@ -74,7 +76,8 @@ def render(
         mime.add_alternative(html, subtype="html")
         inline = [a for a in message.attachments if a.inline]
         if inline:
-            html_part = mime.get_payload()[1]
+            html_part = mime.get_body(preferencelist=("html",))
+            assert isinstance(html_part, EmailMessage)
             for attachment in inline:
                 html_part.add_related(
                     attachment.content,

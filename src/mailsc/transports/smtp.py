@@ -122,7 +122,7 @@ class SmtpTransport:
             try:
                 try:
                     result, reuse = await self._transact(connection, envelope)
-                except _StaleConnection:
+                except _StaleConnectionError:
                     # The server dropped an idle session between our check and MAIL FROM: nothing was sent yet.
                     self._discard(connection)
                     connection = await self._open_connection()
@@ -208,7 +208,7 @@ class SmtpTransport:
                 raise self._connect_error(exc, during="STARTTLS") from None
         if config.username is not None and config.password is not None:
             try:
-                await smtp.login(config.username, config.password.get_secret_value())
+                await self._login(smtp, config.username, config.password.get_secret_value())
             except SMTPAuthenticationError as exc:
                 raise AuthenticationError(
                     f"{config.host} refused the login: {exc.code} {exc.message}",
@@ -227,6 +227,21 @@ class SmtpTransport:
             except (SMTPException, OSError) as exc:
                 raise self._connect_error(exc, during="AUTH") from None
 
+    @staticmethod
+    async def _login(smtp: aiosmtplib.SMTP, username: str, password: str) -> None:
+        """One AUTH attempt with the best mechanism offered: retrying others with the same wrong password only
+        brings an account lock-out closer."""
+        offered = smtp.supported_auth_methods
+        for mechanism, method in (
+            ("plain", smtp.auth_plain),
+            ("login", smtp.auth_login),
+            ("cram-md5", smtp.auth_crammd5),
+        ):
+            if mechanism in offered:
+                await method(username, password)
+                return
+        raise SMTPNotSupported("no supported AUTH mechanism")
+
     def _connect_error(self, exc: BaseException, during: str = "connect") -> DeliveryError:
         host, port = self.config.host, self.config.port
         where = f"{host}:{port}"
@@ -235,32 +250,49 @@ class SmtpTransport:
                 return TlsSetupError(describe_certificate_error(cause, host), transient=False, hint=_CERT_HINT)
         for cause in _causes(exc):
             if isinstance(cause, ssl.SSLError):
-                hint = ("the port may expect STARTTLS (587) rather than implicit TLS" if during == "connect"
-                        else "the server's TLS setup is broken or too old (TLS 1.2 or newer is required)")
-                return TlsSetupError(f"TLS handshake with {where} failed: {cause.reason or cause}", transient=False,
-                                     hint=hint)
+                hint = (
+                    "the port may expect STARTTLS (587) rather than implicit TLS"
+                    if during == "connect"
+                    else "the server's TLS setup is broken or too old (TLS 1.2 or newer is required)"
+                )
+                return TlsSetupError(
+                    f"TLS handshake with {where} failed: {cause.reason or cause}", transient=False, hint=hint
+                )
             if isinstance(cause, socket.gaierror):
-                return SmtpConnectError(f"the host name {host!r} does not resolve", transient=True,
-                                        hint="check MAILSC_SMTP_HOST for a typo, and this machine's DNS")
+                return SmtpConnectError(
+                    f"the host name {host!r} does not resolve",
+                    transient=True,
+                    hint="check MAILSC_SMTP_HOST for a typo, and this machine's DNS",
+                )
             if isinstance(cause, ConnectionRefusedError):
-                return SmtpConnectError(f"connection to {where} refused: nothing listens there", transient=True,
-                                        hint="check the port (587 for STARTTLS, 465 for implicit TLS) and that the "
-                                        "server runs")
+                return SmtpConnectError(
+                    f"connection to {where} refused: nothing listens there",
+                    transient=True,
+                    hint="check the port (587 for STARTTLS, 465 for implicit TLS) and that the server runs",
+                )
         if isinstance(exc, SMTPConnectResponseError):
-            return SmtpConnectError(f"{where} refused the session: {exc.code} {exc.message}",
-                                    transient=exc.code < 500, smtp_code=exc.code,
-                                    enhanced_code=parse_enhanced_code(exc.message))
+            return SmtpConnectError(
+                f"{where} refused the session: {exc.code} {exc.message}",
+                transient=exc.code < 500,
+                smtp_code=exc.code,
+                enhanced_code=parse_enhanced_code(exc.message),
+            )
         if isinstance(exc, SMTPResponseException):
-            return SmtpConnectError(f"{where} answered {exc.code} {exc.message} during {during}",
-                                    transient=exc.code < 500, smtp_code=exc.code,
-                                    enhanced_code=parse_enhanced_code(exc.message))
+            return SmtpConnectError(
+                f"{where} answered {exc.code} {exc.message} during {during}",
+                transient=exc.code < 500,
+                smtp_code=exc.code,
+                enhanced_code=parse_enhanced_code(exc.message),
+            )
         if isinstance(exc, SMTPTimeoutError | TimeoutError):
-            hint = ("a firewall may drop the traffic, or the provider blocks this port (25 is blocked on most cloud "
-                    "hosts)")
+            hint = (
+                "a firewall may drop the traffic, or the provider blocks this port (25 is blocked on most cloud hosts)"
+            )
             if during == "connect" and self.config.security != "tls":
                 hint += "; a server that waits silently may expect implicit TLS (port 465, security=tls)"
-            return SmtpConnectError(f"timed out during {during} with {where} after {self.config.timeout:g} s",
-                                    transient=True, hint=hint)
+            return SmtpConnectError(
+                f"timed out during {during} with {where} after {self.config.timeout:g} s", transient=True, hint=hint
+            )
         return SmtpConnectError(f"{during} with {where} failed: {exc}", transient=True)
 
     async def _transact(
@@ -284,12 +316,14 @@ class SmtpTransport:
             if exc.code == 421:
                 raise _reply_error(exc, "the server is closing the connection (421)") from None
             raise SenderRefusedError(
-                f"sender {envelope.sender} refused: {exc.code} {exc.message}", transient=exc.code < 500,
-                smtp_code=exc.code, enhanced_code=parse_enhanced_code(exc.message),
+                f"sender {envelope.sender} refused: {exc.code} {exc.message}",
+                transient=exc.code < 500,
+                smtp_code=exc.code,
+                enhanced_code=parse_enhanced_code(exc.message),
             ) from None
         except (SMTPServerDisconnected, ConnectionError) as exc:
             if stale_retry and connection.used:
-                raise _StaleConnection from exc
+                raise _StaleConnectionError from exc
             raise DeliveryError(f"connection lost at MAIL FROM: {exc}", transient=True) from None
         except SMTPTimeoutError:
             raise DeliveryError("timed out waiting for the reply to MAIL FROM", transient=True) from None
@@ -315,10 +349,12 @@ class SmtpTransport:
         except (SMTPServerDisconnected, ConnectionError) as exc:
             raise DeliveryError(f"connection lost during the transaction: {exc}", transient=True) from None
         except SMTPTimeoutError:
-            raise DeliveryError(f"timed out after {self.config.timeout:g} s waiting for the server",
-                                transient=True) from None
-        result = SendResult(envelope.message_id, tuple(accepted), tuple(refused), f"{response.code} {response.message}",
-                            self.name)
+            raise DeliveryError(
+                f"timed out after {self.config.timeout:g} s waiting for the server", transient=True
+            ) from None
+        result = SendResult(
+            envelope.message_id, tuple(accepted), tuple(refused), f"{response.code} {response.message}", self.name
+        )
         return result, smtp.is_connected
 
     async def _reset(self, smtp: aiosmtplib.SMTP) -> None:
@@ -357,7 +393,7 @@ class SmtpTransport:
 _background: set[asyncio.Task[None]] = set()
 
 
-class _StaleConnection(Exception):
+class _StaleConnectionError(Exception):
     """A reused connection was found dead before anything of the message was sent."""
 
 
