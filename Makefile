@@ -14,8 +14,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Until the HTTP service lands (issue #4), `make run` validates the configuration the service will use.
 run: $(STAMP)
-	$(BIN)/mailsc serve
+	$(BIN)/mailsc check-config
+	@echo "mailsc serve (the HTTP service) is not built yet; use the library or 'mailsc send' meanwhile."
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import trustme
 
+from mailsc.outbox import OutboxStore
+from tests.databases import require_postgres, reset_postgres
 from tests.smtpd import SmtpServer
 
 
@@ -34,3 +36,20 @@ def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def smtp_server() -> AsyncIterator[SmtpServer]:
     async with SmtpServer() as server:
         yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each kind: a SQLite file, and the local PostgreSQL reset to no tables."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'outbox.db'}"
+    url = await require_postgres()
+    await reset_postgres(url)
+    return url
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[OutboxStore]:
+    opened = await OutboxStore.open(database_url)
+    yield opened
+    await opened.close()

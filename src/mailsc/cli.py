@@ -10,9 +10,11 @@ from typing import Annotated
 import typer
 
 from .config import Settings
+from .delivery.worker import Worker
 from .errors import ConfigError, MailscError
 from .mailer import Mailer
 from .message import Message
+from .outbox.store import OutboxStore
 
 app = typer.Typer(help="mailsc: durable, pooled, verified-TLS email for Python web apps.", no_args_is_help=True)
 
@@ -71,3 +73,60 @@ def send(
         typer.echo(asyncio.run(_send()))
     except MailscError as exc:
         raise _fail(exc, 1) from None
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the outbox schema (safe to run from several processes at once)."""
+    settings = _settings()
+
+    async def _migrate() -> None:
+        store = await OutboxStore.open(settings.database_url.get_secret_value(), migrate=True)
+        await store.close()
+
+    try:
+        asyncio.run(_migrate())
+    except MailscError as exc:
+        raise _fail(exc, 1) from None
+    typer.echo("outbox schema is up to date")
+
+
+@app.command()
+def worker(
+    burst: Annotated[bool, typer.Option(help="deliver what is due, then exit")] = False,
+    concurrency: Annotated[int, typer.Option(help="sends in flight at once")] = 32,
+    lease_seconds: Annotated[float, typer.Option(help="how long a claim holds a message")] = 300.0,
+    grace: Annotated[float, typer.Option(help="seconds to finish in-flight sends on SIGTERM")] = 30.0,
+) -> None:
+    """Run the delivery worker: claim due messages from the outbox and send them. SIGTERM drains and stops."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    settings = _settings()
+
+    async def _run() -> int:
+        import signal
+        from datetime import timedelta
+
+        mailer = Mailer.from_env(settings)
+        store = await mailer.outbox_store()
+        delivery = Worker(
+            store,
+            mailer.transport,
+            mailer.retry_policy,
+            concurrency=concurrency,
+            lease=timedelta(seconds=lease_seconds),
+            grace=grace,
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, delivery.stop)
+        try:
+            await delivery.run(burst=burst)
+        finally:
+            await mailer.aclose()
+        return delivery.sent
+
+    try:
+        sent = asyncio.run(_run())
+    except MailscError as exc:
+        raise _fail(exc, 1) from None
+    typer.echo(f"worker stopped after sending {sent} messages", err=True)

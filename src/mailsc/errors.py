@@ -6,7 +6,11 @@
     ├── ConfigError                 settings are invalid; .problems lists every one (variable, message, hint)
     ├── MessageError                a message is malformed; .errors lists every bad field ({"loc", "msg"})
     ├── TemplateError               a template is missing, broken or refused by the sandbox
-    ├── OutboxError                 the durable outbox failed (database unreachable, conflict, ...)
+    ├── OutboxError                 the durable outbox failed
+    │   ├── OutboxUnavailableError  the database cannot be reached or written (retry later)
+    │   ├── IdempotencyConflictError the key was used before for a different message
+    │   ├── MessageNotFoundError    no message with that id
+    │   └── InvalidStateError       the message is not in a state that allows this (cancel after claim, ...)
     └── DeliveryError               a send failed; .transient, .smtp_code, .enhanced_code, .recipient, .hint
         ├── ConnectionSetupError    the setup is broken, not the message: the transport is unavailable
         │   ├── SmtpConnectError    connection refused, timed out, name not resolved, greeting refused
@@ -81,6 +85,31 @@ class TemplateError(MailscError):
 
 class OutboxError(MailscError):
     """The durable outbox could not do what was asked."""
+
+
+class OutboxUnavailableError(OutboxError):
+    """The database could not be reached or written; nothing was stored. Safe to retry."""
+
+
+class IdempotencyConflictError(OutboxError):
+    """The idempotency key belongs to an earlier message with different content."""
+
+    def __init__(self, key: str, existing_id: str) -> None:
+        self.key = key
+        self.existing_id = existing_id
+        super().__init__(f"idempotency key {key!r} was already used for message {existing_id} with other content")
+
+
+class MessageNotFoundError(OutboxError):
+    """No message has that id."""
+
+
+class InvalidStateError(OutboxError):
+    """The message's status does not allow the operation."""
+
+    def __init__(self, message: str, status: str) -> None:
+        self.status = status
+        super().__init__(message)
 
 
 class DeliveryError(MailscError):

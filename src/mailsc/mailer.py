@@ -1,13 +1,23 @@
-"""The library facade: ``Mailer`` validates, renders and sends messages through one pooled transport."""
+"""The library facade: ``Mailer`` validates and renders messages, then sends them now through one pooled
+transport (``send``) or stores them durably for the delivery worker (``enqueue``). It is the one place besides the
+worker that knows both the outbox and the transports."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from datetime import datetime
 from types import TracebackType
+from typing import Any
 
 from .config import ConnectionConfig, Settings
+from .delivery.retry import RetryPolicy
+from .delivery.worker import Worker
+from .errors import MessageError
 from .message import DEFAULT_MAX_RECIPIENTS, DEFAULT_MAX_SIZE, Address, Message
 from .mime import render
+from .outbox.records import AddResult, MessageRecord, NewMessage, fingerprint
+from .outbox.store import OutboxStore
 from .transports.base import SendResult, Transport
 from .transports.memory import MemoryTransport
 from .transports.smtp import SmtpTransport
@@ -31,6 +41,8 @@ class Mailer:
         default_sender: Address | str | None = None,
         max_size: int = DEFAULT_MAX_SIZE,
         max_recipients: int = DEFAULT_MAX_RECIPIENTS,
+        outbox: OutboxStore | str | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         if transport is None:
             if config is None:
@@ -41,6 +53,11 @@ class Mailer:
         self.default_sender = Address.parse(sender) if sender is not None else None
         self.max_size = max_size
         self.max_recipients = max_recipients
+        self.retry_policy = retry_policy or RetryPolicy()
+        self._outbox = outbox
+        self._outbox_lock = asyncio.Lock()
+        self._worker: Worker | None = None
+        self._worker_task: asyncio.Task[None] | None = None
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> Mailer:
@@ -56,6 +73,8 @@ class Mailer:
             default_sender=settings.sender,
             max_size=settings.max_message_size,
             max_recipients=settings.max_recipients,
+            outbox=settings.database_url.get_secret_value(),
+            retry_policy=RetryPolicy(max_age=settings.retry_max_age),
         )
 
     @property
@@ -72,8 +91,84 @@ class Mailer:
         )
         return await self.transport.send(envelope)
 
+    async def outbox_store(self) -> OutboxStore:
+        """The durable outbox, opened (and migrated) on first use."""
+        async with self._outbox_lock:
+            if self._outbox is None:
+                raise TypeError("this Mailer has no outbox: pass outbox=OutboxStore or a database URL")
+            if isinstance(self._outbox, str):
+                self._outbox = await OutboxStore.open(self._outbox)
+            return self._outbox
+
+    async def enqueue(
+        self,
+        message: Message,
+        *,
+        idempotency_key: str | None = None,
+        send_at: datetime | None = None,
+        expires_at: datetime | None = None,
+    ) -> str:
+        """Store ``message`` durably for delivery and return its id; it survives a restart of this process.
+
+        The same ``idempotency_key`` with the same message returns the first id; with another message it raises
+        ``IdempotencyConflictError``. ``send_at`` delays the first try; undelivered mail past ``expires_at`` is
+        dropped as expired.
+        """
+        result = await self.enqueue_with_result(
+            message, idempotency_key=idempotency_key, send_at=send_at, expires_at=expires_at
+        )
+        return result.id
+
+    async def enqueue_with_result(
+        self,
+        message: Message,
+        *,
+        idempotency_key: str | None = None,
+        send_at: datetime | None = None,
+        expires_at: datetime | None = None,
+    ) -> AddResult:
+        """Like ``enqueue``, returning the ``AddResult`` (``id``, ``created_at``, ``replayed``)."""
+        for name, value in (("send_at", send_at), ("expires_at", expires_at)):
+            if value is not None and value.tzinfo is None:
+                raise MessageError.single(name, "must be timezone-aware (e.g. datetime.now(UTC))")
+        envelope = render(
+            message, default_sender=self.default_sender, max_size=self.max_size, max_recipients=self.max_recipients
+        )
+        request = fingerprint(message.model_dump_json(by_alias=True), str(send_at), str(expires_at))
+        store = await self.outbox_store()
+        result = await store.add(
+            NewMessage(
+                envelope, request, idempotency_key, send_at, expires_at, tuple(message.tags), dict(message.metadata)
+            )
+        )
+        if self._worker is not None:
+            self._worker.wake()
+        return result
+
+    async def status(self, message_id: str) -> MessageRecord:
+        """A queued message's status and event timeline."""
+        return await (await self.outbox_store()).get(message_id)
+
+    async def worker(self, **options: Any) -> Worker:
+        """A delivery ``Worker`` over this mailer's outbox and transport (``await worker.run()``)."""
+        return Worker(await self.outbox_store(), self.transport, self.retry_policy, **options)
+
+    async def start_worker(self, **options: Any) -> Worker:
+        """Run the delivery worker in the background of this process until ``aclose()``."""
+        if self._worker is None:
+            self._worker = await self.worker(**options)
+            self._worker_task = asyncio.create_task(self._worker.run())
+        return self._worker
+
     async def aclose(self) -> None:
+        """Stop the background worker (finishing in-flight sends), close the pool and the outbox."""
+        if self._worker is not None and self._worker_task is not None:
+            self._worker.stop()
+            await self._worker_task
+            self._worker = self._worker_task = None
         await self.transport.aclose()
+        if isinstance(self._outbox, OutboxStore):
+            await self._outbox.close()
 
     async def __aenter__(self) -> Mailer:
         return self

@@ -137,9 +137,11 @@ def safe_filename(name: str) -> str:
 
 
 class Attachment(BaseModel):
-    """A file attached to a message, or shown inline in its HTML (``inline=True`` and a ``content_id``)."""
+    """A file attached to a message, or shown inline in its HTML (``inline=True`` and a ``content_id``).
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    In JSON, ``content`` is base64."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
 
     filename: str
     content: bytes

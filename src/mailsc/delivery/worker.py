@@ -1,0 +1,239 @@
+"""``Worker``: claim due messages (with a lease) -> send -> record the outcome and its event.
+
+Sends run concurrently up to ``concurrency`` (the transport's pool bounds the connections); no database row lock
+is ever held across an SMTP conversation, only a lease. ``run(burst=True)`` drains what is due and returns;
+``stop()`` (SIGTERM) stops claiming, lets in-flight sends finish within ``grace`` seconds and gives the other
+leases back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+from datetime import datetime, timedelta
+
+from ..errors import DeliveryError, OutboxUnavailableError, RecipientsRefusedError
+from ..outbox.records import ClaimedMessage, Settled, new_id, utcnow
+from ..outbox.store import OutboxStore
+from ..transports.base import Outcome, Transport, classify
+from .retry import RetryPolicy, retry_hint
+
+logger = logging.getLogger(__name__)
+
+
+class Worker:
+    """Moves due messages from an ``OutboxStore`` to a ``Transport``."""
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        transport: Transport,
+        policy: RetryPolicy | None = None,
+        *,
+        concurrency: int = 32,
+        batch_size: int = 100,
+        lease: timedelta = timedelta(minutes=5),
+        max_attempts: int = 30,
+        poll_interval: float = 1.0,
+        grace: float = 30.0,
+        owner: str | None = None,
+    ) -> None:
+        self.store = store
+        self.transport = transport
+        self.policy = policy or RetryPolicy()
+        self.concurrency = concurrency
+        self.batch_size = batch_size
+        self.lease = lease
+        self.max_attempts = max_attempts
+        self.poll_interval = poll_interval
+        self.grace = grace
+        self.owner = owner or f"{socket.gethostname()[:30]}:{os.getpid()}:{new_id()[-6:]}"
+        self._random = random.Random()
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._in_flight: dict[asyncio.Task[None], str] = {}
+        self.sent = 0
+
+    def wake(self) -> None:
+        """New mail was accepted: look for due messages now instead of at the next poll."""
+        self._wakeup.set()
+
+    def stop(self) -> None:
+        """Stop claiming; ``run`` returns once in-flight sends finished (or ``grace`` ran out)."""
+        self._stopping = True
+        self._wakeup.set()
+
+    async def run(self, *, burst: bool = False) -> None:
+        """Deliver until ``stop()``; with ``burst=True``, return as soon as nothing is due and nothing in flight."""
+        failures = 0
+        # Claim in batches of at least a quarter of the slots, so a backlog costs few claim transactions.
+        threshold = max(1, min(self.batch_size, self.concurrency) // 4)
+        try:
+            while not self._stopping:
+                free = self.concurrency - len(self._in_flight)
+                if free >= threshold or not self._in_flight:
+                    try:
+                        claimed = await self.store.claim(
+                            self.owner, min(free, self.batch_size), lease=self.lease, max_attempts=self.max_attempts
+                        )
+                        failures = 0
+                    except OutboxUnavailableError as exc:
+                        failures += 1
+                        logger.error("worker.outbox_unavailable error=%s", exc)
+                        await self._pause(min(30.0, 0.5 * 2**failures))
+                        continue
+                    for message in claimed:
+                        task = asyncio.create_task(self._deliver(message))
+                        self._in_flight[task] = message.id
+                if not self._in_flight:
+                    if burst:
+                        return
+                    await self._pause(await self._idle_timeout())
+                else:
+                    await self._wait_for_progress()
+        finally:
+            await self._drain()
+
+    async def _idle_timeout(self) -> float:
+        try:
+            due = await self.store.next_due_at()
+        except OutboxUnavailableError:
+            return self.poll_interval
+        if due is None:
+            return self.poll_interval
+        return max(0.0, min(self.poll_interval, (due - utcnow()).total_seconds()))
+
+    async def _pause(self, seconds: float) -> None:
+        self._wakeup.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
+
+    async def _wait_for_progress(self) -> None:
+        self._wakeup.clear()
+        waker = asyncio.create_task(self._wakeup.wait())
+        try:
+            await asyncio.wait(
+                [*self._in_flight, waker], timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            waker.cancel()
+
+    async def _drain(self) -> None:
+        if not self._in_flight:
+            return
+        _, pending = await asyncio.wait(list(self._in_flight), timeout=self.grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        unfinished = [self._in_flight[t] for t in pending]
+        if unfinished:
+            try:
+                released = await self.store.release(self.owner, unfinished)
+                logger.warning("worker.released count=%d: sends unfinished at shutdown go back to the queue", released)
+            except OutboxUnavailableError:
+                logger.error("worker.release_failed count=%d: their leases will expire", len(unfinished))
+
+    async def _deliver(self, message: ClaimedMessage) -> None:
+        task = asyncio.current_task()
+        try:
+            outcome = await self._attempt(message)
+            try:
+                await self.store.settle(self.owner, outcome)
+            except OutboxUnavailableError as exc:
+                # The lease runs out and the message is tried again: at-least-once, never lost.
+                logger.error("delivery.unrecorded message_id=%s status=%s error=%s", message.id, outcome.status, exc)
+        finally:
+            if task is not None:
+                self._in_flight.pop(task, None)
+            self._wakeup.set()
+
+    async def _attempt(self, message: ClaimedMessage) -> Settled:
+        started = utcnow()
+        if message.expires_at is not None and started >= message.expires_at:
+            logger.info("delivery.expired message_id=%s", message.id)
+            return Settled(
+                message.id, "expired", {"reason": "expires_at passed before delivery"}, error="expired before delivery"
+            )
+        try:
+            result = await self.transport.send(message.envelope)
+        except DeliveryError as exc:
+            return self._after_failure(message, exc, started)
+        except Exception as exc:  # a bug in a transport must not kill the worker: retry, and log loudly
+            logger.exception("delivery.crashed message_id=%s", message.id)
+            error = DeliveryError(f"unexpected {type(exc).__name__}: {exc}", transient=True)
+            return self._after_failure(message, error, started)
+        self.sent += 1
+        detail: dict[str, object] = {
+            "transport": result.transport,
+            "reply": result.reply,
+            "accepted": len(result.accepted),
+        }
+        if result.refused:
+            detail["refused"] = [
+                {"recipient": r.recipient, "code": r.smtp_code, "message": r.message} for r in result.refused
+            ]
+        logger.info("delivery.sent message_id=%s attempt=%d", message.id, message.attempts)
+        return Settled(message.id, "sent", detail, attempt_started_at=started)
+
+    def _after_failure(self, message: ClaimedMessage, error: DeliveryError, started: datetime) -> Settled:
+        outcome = classify(error)
+        detail: dict[str, object] = {"error": str(error), "code": error.smtp_code, "class": outcome.value}
+        if isinstance(error, RecipientsRefusedError):
+            detail["refused"] = [
+                {"recipient": r.recipient, "code": r.smtp_code, "message": r.message} for r in error.refusals
+            ]
+        if outcome is Outcome.PERMANENT:
+            logger.warning(
+                "delivery.failed message_id=%s attempt=%d code=%s", message.id, message.attempts, error.smtp_code
+            )
+            return Settled(
+                message.id, "failed", detail, error=str(error), smtp_code=error.smtp_code, attempt_started_at=started
+            )
+        now = utcnow()
+        decision = self.policy.decide(
+            attempt=message.attempts,
+            created_at=message.created_at,
+            now=now,
+            rand=self._random.random(),
+            expires_at=message.expires_at,
+            hint=retry_hint(str(error)),
+        )
+        if decision.status != "deferred":
+            detail["reason"] = decision.reason
+            logger.warning(
+                "delivery.%s message_id=%s attempt=%d reason=%s",
+                decision.status,
+                message.id,
+                message.attempts,
+                decision.reason,
+            )
+            return Settled(
+                message.id,
+                decision.status,
+                detail,
+                error=f"{error}; {decision.reason}",
+                smtp_code=error.smtp_code,
+                attempt_started_at=started,
+            )
+        assert decision.retry_at is not None
+        detail["retry_at"] = decision.retry_at.isoformat()
+        logger.info(
+            "delivery.deferred message_id=%s attempt=%d code=%s retry_at=%s",
+            message.id,
+            message.attempts,
+            error.smtp_code,
+            decision.retry_at.isoformat(),
+        )
+        return Settled(
+            message.id,
+            "deferred",
+            detail,
+            next_attempt_at=decision.retry_at,
+            error=str(error),
+            smtp_code=error.smtp_code,
+            attempt_started_at=started,
+        )

@@ -1,0 +1,52 @@
+"""Group commit: concurrent callers' items are written together in one transaction.
+
+Each caller awaits its own result, which is set only after the shared transaction committed, so a caller never
+returns before its own row is durable, and a burst of N callers costs one commit instead of N.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class GroupCommitter(Generic[T, R]):
+    """Runs ``write(items)`` for everything queued while the previous write was in progress."""
+
+    def __init__(self, write: Callable[[Sequence[T]], Awaitable[Sequence[R | BaseException]]], max_batch: int = 500):
+        self._write = write
+        self._max_batch = max_batch
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._runner: asyncio.Task[None] | None = None
+
+    async def submit(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        while self._pending:
+            await asyncio.sleep(0)  # let callers scheduled in this same tick join the batch
+            batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+            try:
+                results = await self._write([item for item, _ in batch])
+            except BaseException as exc:  # the whole transaction failed: every caller in it gets the error
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)

@@ -1,0 +1,478 @@
+"""``OutboxStore``: the only module that writes SQL, and the one place SQLAlchemy errors are translated.
+
+One row per message is both its status record and its queue entry. Adds are group-committed; claims take a lease
+(PostgreSQL ``FOR UPDATE SKIP LOCKED``, SQLite ``BEGIN IMMEDIATE``) and count the attempt; outcomes and their
+events are written together, in batches, and only by the lease owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any
+
+from sqlalchemy import String, and_, cast, delete, func, insert, select, text, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ..envelope import Envelope
+from ..errors import (
+    IdempotencyConflictError,
+    InvalidStateError,
+    MessageNotFoundError,
+    OutboxError,
+    OutboxUnavailableError,
+)
+from .batch import GroupCommitter
+from .engine import WRITE, create_engine
+from .records import AddResult, ClaimedMessage, MessageRecord, NewMessage, Page, Settled, new_id, utcnow
+from .tables import CLAIMABLE, FINISHED, events, messages
+
+
+def _translate(exc: SQLAlchemyError | OSError) -> OutboxError:
+    if isinstance(exc, OSError):  # the driver could not even connect (refused, no such host, no such folder)
+        return OutboxUnavailableError(f"the outbox database is unreachable: {exc.strerror or exc}")
+    if isinstance(exc, OperationalError | DBAPIError) and not isinstance(exc, IntegrityError):
+        return OutboxUnavailableError(f"the outbox database is unavailable: {type(exc.orig or exc).__name__}")
+    return OutboxError(f"outbox error: {type(exc).__name__}")
+
+
+class OutboxStore:
+    """The durable outbox on SQLite (default) or PostgreSQL (to scale out)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._adds: GroupCommitter[NewMessage, AddResult] = GroupCommitter(self._write_adds)
+        self._settles: GroupCommitter[tuple[str, Settled], bool] = GroupCommitter(self._write_settled)
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = True, sqlite_synchronous: str = "FULL") -> OutboxStore:
+        """Connect, and (by default) bring the schema up to date."""
+        store = cls(create_engine(url, synchronous=sqlite_synchronous))
+        if migrate:
+            await store.migrate()
+        return store
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def migrate(self) -> None:
+        """Apply pending Alembic migrations; safe to run from several processes at once."""
+        async with self._write() as conn:
+            if self.dialect == "postgresql":
+                await conn.execute(text("SELECT pg_advisory_xact_lock(7365218)"))  # one migrator at a time
+            await conn.run_sync(_upgrade)
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.connect() as conn:
+                conn = await conn.execution_options(**WRITE)
+                async with conn.begin():
+                    yield conn
+        except IntegrityError:
+            raise  # a duplicate idempotency key from another process: _write_adds resolves it
+        except (SQLAlchemyError, OSError) as exc:
+            raise _translate(exc) from exc
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except (SQLAlchemyError, OSError) as exc:
+            raise _translate(exc) from exc
+
+    # -- accepting -------------------------------------------------------------------------------------------
+
+    async def add(self, new: NewMessage) -> AddResult:
+        """Store one message durably; returns after its commit. A replayed key returns the original id."""
+        return await self._adds.submit(new)
+
+    async def add_many(self, items: Sequence[NewMessage]) -> list[AddResult | OutboxError]:
+        """Store several messages; each item succeeds or fails on its own (a key conflict fails only its item)."""
+        results = await asyncio.gather(*(self._adds.submit(item) for item in items), return_exceptions=True)
+        out: list[AddResult | OutboxError] = []
+        for result in results:
+            if isinstance(result, OutboxError | AddResult):
+                out.append(result)
+            elif isinstance(result, BaseException):
+                raise result
+        return out
+
+    async def _write_adds(self, items: Sequence[NewMessage]) -> list[AddResult | BaseException]:
+        try:
+            return await self._insert_batch(items)
+        except IntegrityError:
+            # Another process inserted one of these keys meanwhile: redo each on its own to isolate it.
+            return [await self._insert_single(item) for item in items]
+
+    async def _insert_single(self, item: NewMessage) -> AddResult | BaseException:
+        for _ in range(2):  # the second try sees the other process's row, and so replays or conflicts
+            try:
+                return (await self._insert_batch([item]))[0]
+            except IntegrityError:
+                continue
+            except OutboxError as exc:
+                return exc
+        return OutboxError("could not store the message: its idempotency key is contended")
+
+    async def _insert_batch(self, items: Sequence[NewMessage]) -> list[AddResult | BaseException]:
+        now = utcnow()
+        results: list[AddResult | BaseException] = []
+        rows: list[dict[str, Any]] = []
+        queued: list[dict[str, Any]] = []
+        keys = [i.idempotency_key for i in items if i.idempotency_key]
+        async with self._write() as conn:
+            known: dict[str, tuple[str, str, datetime]] = {}
+            if keys:
+                found = await conn.execute(
+                    select(
+                        messages.c.idempotency_key, messages.c.id, messages.c.fingerprint, messages.c.created_at
+                    ).where(messages.c.idempotency_key.in_(keys))
+                )
+                known = {r.idempotency_key: (r.id, r.fingerprint, r.created_at) for r in found}
+            for item in items:
+                key = item.idempotency_key
+                if key and key in known:
+                    existing_id, fingerprint, created_at = known[key]
+                    same = fingerprint == item.fingerprint
+                    results.append(
+                        AddResult(existing_id, created_at, True) if same else IdempotencyConflictError(key, existing_id)
+                    )
+                    continue
+                row = self._row(item, now)
+                rows.append(row)
+                queued.append(
+                    {
+                        "message_id": row["id"],
+                        "type": "queued",
+                        "at": now,
+                        "detail": {"send_at": item.send_at.isoformat()} if item.send_at else {},
+                    }
+                )
+                if key:
+                    known[key] = (row["id"], item.fingerprint, now)
+                results.append(AddResult(row["id"], now))
+            if rows:
+                await conn.execute(insert(messages), rows)
+                await conn.execute(insert(events), queued)
+        return results
+
+    @staticmethod
+    def _row(item: NewMessage, now: datetime) -> dict[str, Any]:
+        envelope = item.envelope
+        return {
+            "id": new_id(),
+            "idempotency_key": item.idempotency_key,
+            "fingerprint": item.fingerprint,
+            "status": "queued",
+            "mime": envelope.data,
+            "message_id": envelope.message_id,
+            "sender": envelope.sender,
+            "recipients": list(envelope.recipients),
+            "smtputf8": int(envelope.smtputf8),
+            "subject": envelope.subject,
+            "tags": list(item.tags),
+            "meta": dict(item.metadata),
+            "attempts": 0,
+            "next_attempt_at": max(item.send_at, now) if item.send_at else now,
+            "send_at": item.send_at,
+            "expires_at": item.expires_at,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    # -- delivering ------------------------------------------------------------------------------------------
+
+    async def claim(
+        self, owner: str, limit: int, *, lease: timedelta = timedelta(minutes=5), max_attempts: int = 30
+    ) -> list[ClaimedMessage]:
+        """Lease up to ``limit`` due messages to ``owner``; counts the attempt. Rows whose earlier attempts all
+        died with their worker (``max_attempts`` leases ran out) end ``failed`` here instead of blocking the queue."""
+        now = utcnow()
+        due = and_(messages.c.status.in_(CLAIMABLE), messages.c.next_attempt_at <= now)
+        async with self._write() as conn:
+            poisoned = (
+                (
+                    await conn.execute(
+                        update(messages)
+                        .where(due, messages.c.status == "sending", messages.c.attempts >= max_attempts)
+                        .values(
+                            status="failed",
+                            lease_owner=None,
+                            lease_until=None,
+                            updated_at=now,
+                            last_error=f"gave up after {max_attempts} attempts that never finished (worker crash?)",
+                        )
+                        .returning(messages.c.id)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            if poisoned:
+                await conn.execute(
+                    insert(events),
+                    [
+                        {"message_id": i, "type": "failed", "at": now, "detail": {"reason": "attempts exhausted"}}
+                        for i in poisoned
+                    ],
+                )
+            chosen = (
+                select(messages.c.id)
+                .where(due)
+                .order_by(messages.c.next_attempt_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            lease_until = now + lease
+            rows = (
+                await conn.execute(
+                    update(messages)
+                    .where(messages.c.id.in_(chosen.scalar_subquery()))
+                    .values(
+                        status="sending",
+                        lease_owner=owner,
+                        lease_until=lease_until,
+                        next_attempt_at=lease_until,
+                        attempts=messages.c.attempts + 1,
+                        updated_at=now,
+                    )
+                    .returning(
+                        messages.c.id,
+                        messages.c.mime,
+                        messages.c.message_id,
+                        messages.c.sender,
+                        messages.c.recipients,
+                        messages.c.smtputf8,
+                        messages.c.subject,
+                        messages.c.attempts,
+                        messages.c.created_at,
+                        messages.c.expires_at,
+                    )
+                )
+            ).all()
+        return [
+            ClaimedMessage(
+                r.id,
+                Envelope(r.sender, tuple(r.recipients), r.mime, r.message_id, bool(r.smtputf8), r.subject),
+                r.attempts,
+                r.created_at,
+                r.expires_at,
+            )
+            for r in rows
+        ]
+
+    async def settle(self, owner: str, outcome: Settled) -> bool:
+        """Record an outcome (batched with others); False when the lease had already been lost."""
+        return await self._settles.submit((owner, outcome))
+
+    async def _write_settled(self, items: Sequence[tuple[str, Settled]]) -> list[bool]:
+        now = utcnow()
+        done: list[bool] = []
+        new_events: list[dict[str, Any]] = []
+        async with self._write() as conn:
+            for owner, outcome in items:
+                values: dict[str, Any] = {
+                    "status": outcome.status,
+                    "lease_owner": None,
+                    "lease_until": None,
+                    "updated_at": now,
+                    "last_error": outcome.error,
+                    "smtp_code": outcome.smtp_code,
+                }
+                if outcome.status == "sent":
+                    values["sent_at"] = now
+                if outcome.status == "deferred":
+                    values["next_attempt_at"] = outcome.next_attempt_at or now
+                result = await conn.execute(
+                    update(messages)
+                    .where(messages.c.id == outcome.id, messages.c.lease_owner == owner, messages.c.status == "sending")
+                    .values(**values)
+                )
+                ok = result.rowcount == 1
+                done.append(ok)
+                if ok:
+                    if outcome.attempt_started_at is not None:
+                        new_events.append(
+                            {
+                                "message_id": outcome.id,
+                                "type": "attempt",
+                                "at": outcome.attempt_started_at,
+                                "detail": {},
+                            }
+                        )
+                    new_events.append(
+                        {"message_id": outcome.id, "type": outcome.status, "at": now, "detail": outcome.detail}
+                    )
+            if new_events:
+                await conn.execute(insert(events), new_events)
+        return done
+
+    async def release(self, owner: str, ids: Sequence[str]) -> int:
+        """Give leases back unsent (graceful shutdown): the rows are due again at once, the attempt uncounted."""
+        if not ids:
+            return 0
+        now = utcnow()
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(messages)
+                .where(messages.c.id.in_(ids), messages.c.lease_owner == owner, messages.c.status == "sending")
+                .values(
+                    status="queued",
+                    lease_owner=None,
+                    lease_until=None,
+                    next_attempt_at=now,
+                    updated_at=now,
+                    attempts=messages.c.attempts - 1,
+                )
+            )
+        return int(result.rowcount)
+
+    async def next_due_at(self) -> datetime | None:
+        """When the earliest claimable row becomes due (None when there is none)."""
+        async with self._read() as conn:
+            value = await conn.scalar(
+                select(func.min(messages.c.next_attempt_at)).where(messages.c.status.in_(CLAIMABLE))
+            )
+        return _as_utc(value)
+
+    # -- managing --------------------------------------------------------------------------------------------
+
+    async def cancel(self, message_id: str) -> None:
+        """Cancel a message not yet claimed; ``InvalidStateError`` once a worker holds or finished it."""
+        await self._transition(message_id, ("queued", "deferred"), "cancelled", "cancel")
+
+    async def retry(self, message_id: str) -> None:
+        """Queue a failed (or expired) message again, due now."""
+        await self._transition(message_id, ("failed", "expired"), "queued", "retry")
+
+    async def _transition(self, message_id: str, allowed: tuple[str, ...], to: str, verb: str) -> None:
+        now = utcnow()
+        async with self._write() as conn:
+            values: dict[str, Any] = {"status": to, "updated_at": now}
+            if to == "queued":
+                values.update(next_attempt_at=now, last_error=None, expires_at=None)
+            result = await conn.execute(
+                update(messages).where(messages.c.id == message_id, messages.c.status.in_(allowed)).values(**values)
+            )
+            if result.rowcount == 1:
+                await conn.execute(
+                    insert(events).values(
+                        message_id=message_id,
+                        type="cancelled" if to == "cancelled" else "queued",
+                        at=now,
+                        detail={"by": verb},
+                    )
+                )
+                return
+            status = await conn.scalar(select(messages.c.status).where(messages.c.id == message_id))
+        if status is None:
+            raise MessageNotFoundError(f"no message {message_id}")
+        raise InvalidStateError(f"cannot {verb} message {message_id}: it is {status}", status)
+
+    async def get(self, message_id: str) -> MessageRecord:
+        """A message with its event timeline."""
+        async with self._read() as conn:
+            row = (await conn.execute(select(messages).where(messages.c.id == message_id))).first()
+            if row is None:
+                raise MessageNotFoundError(f"no message {message_id}")
+            timeline = (
+                await conn.execute(
+                    select(events.c.type, events.c.at, events.c.detail)
+                    .where(events.c.message_id == message_id)
+                    .order_by(events.c.id)
+                )
+            ).all()
+        return _record(row._mapping, [{"type": e.type, "at": e.at, "detail": e.detail} for e in timeline])
+
+    async def list(
+        self,
+        *,
+        status: str | None = None,
+        tag: str | None = None,
+        recipient: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page:
+        """Newest first; ``cursor`` is the ``next_cursor`` of the previous page."""
+        query = select(messages).order_by(messages.c.id.desc()).limit(limit + 1)
+        if status:
+            query = query.where(messages.c.status == status)
+        if tag:
+            query = query.where(cast(messages.c.tags, String).like(f"%{_json_like(tag)}%", escape="\\"))
+        if recipient:
+            query = query.where(cast(messages.c.recipients, String).like(f"%{_json_like(recipient)}%", escape="\\"))
+        if cursor:
+            query = query.where(messages.c.id < cursor)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        items = [_record(r._mapping, []) for r in rows[:limit]]
+        return Page(items, items[-1].id if len(rows) > limit else None)
+
+    async def purge(self, older_than: timedelta) -> int:
+        """Delete finished messages (and their events) last changed before ``now - older_than``."""
+        cutoff = utcnow() - older_than
+        async with self._write() as conn:
+            result = await conn.execute(
+                delete(messages).where(messages.c.status.in_(FINISHED), messages.c.updated_at < cutoff)
+            )
+        return int(result.rowcount)
+
+    async def counts(self) -> dict[str, int]:
+        """Messages by status (for metrics and tests)."""
+        async with self._read() as conn:
+            rows = (await conn.execute(select(messages.c.status, func.count()).group_by(messages.c.status))).all()
+        return {status: int(count) for status, count in rows}
+
+
+def _json_like(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f'"{escaped}"'
+
+
+def _as_utc(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite returns aggregate results untyped
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _record(row: Any, timeline: list[dict[str, Any]]) -> MessageRecord:
+    return MessageRecord(
+        id=row["id"],
+        status=row["status"],
+        sender=row["sender"],
+        recipients=list(row["recipients"]),
+        subject=row["subject"],
+        tags=list(row["tags"]),
+        metadata=dict(row["meta"]),
+        attempts=row["attempts"],
+        created_at=row["created_at"],
+        send_at=row["send_at"],
+        sent_at=row["sent_at"],
+        expires_at=row["expires_at"],
+        next_attempt_at=row["next_attempt_at"] if row["status"] in CLAIMABLE else None,
+        last_error=row["last_error"],
+        smtp_code=row["smtp_code"],
+        message_id=row["message_id"],
+        events=timeline,
+    )
+
+
+def _upgrade(connection: Connection) -> None:
+    from alembic import command  # imported here: only migrations need Alembic
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("mailsc.outbox") / "migrations"))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
