@@ -59,6 +59,31 @@ def _problems_of(exc: ValidationError, name_of: dict[str, str], secrets: set[str
     return problems
 
 
+def _validate_reporting_all(
+    data: Any, handler: ValidatorFunctionWrapHandler, name_of: dict[str, str], secrets: set[str]
+) -> tuple[Any, list[ConfigProblem]]:
+    """Validate; on field errors, validate again without the bad fields so the combination checks that follow
+    can still run on the rest. Returns the model (None when even that failed) and the field problems."""
+    try:
+        return handler(data), []
+    except ValidationError as exc:
+        problems = _problems_of(exc, name_of, secrets)
+        if not isinstance(data, dict):
+            return None, problems
+        bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+        try:
+            return handler({k: v for k, v in data.items() if k not in bad}), problems
+        except (ValidationError, ConfigError):
+            return None, problems
+
+
+def _merge(problems: list[ConfigProblem], more: list[ConfigProblem]) -> list[ConfigProblem]:
+    """Add the combination problems, except for variables already refused field by field (such a check ran without
+    the refused value, and would only add noise)."""
+    refused = {p.variable for p in problems}
+    return list(dict.fromkeys([*problems, *(p for p in more if p.variable not in refused)]))
+
+
 class ConnectionConfig(BaseModel):
     """One SMTP profile. Field names or fastapi-mail's names (``MAIL_SERVER``, ``MAIL_PORT``, ...) are accepted.
 
@@ -91,14 +116,13 @@ class ConnectionConfig(BaseModel):
     @model_validator(mode="wrap")
     @classmethod
     def _validate_all(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> ConnectionConfig:
-        try:
-            config = handler(data)
-        except ValidationError as exc:
-            raise ConfigError(_problems_of(exc, {}, {"password"})) from None
-        assert isinstance(config, ConnectionConfig)
-        problems = config._resolve()
+        config, problems = _validate_reporting_all(data, handler, {}, {"password", "MAIL_PASSWORD"})
+        if config is not None:
+            assert isinstance(config, ConnectionConfig)
+            problems = _merge(problems, config._resolve())
         if problems:
             raise ConfigError(problems)
+        assert isinstance(config, ConnectionConfig)
         return config
 
     def _resolve(self) -> list[ConfigProblem]:
@@ -184,35 +208,45 @@ class ConnectionConfig(BaseModel):
         return address.model_copy(update={"name": self.mail_from_name}) if self.mail_from_name else address
 
 
-class _SecretFilesSource(PydanticBaseSettingsSource):
-    """``<VARIABLE>_FILE`` holds the path of a file whose content is the secret (Docker and Kubernetes secrets)."""
+_SECRET_FIELDS = ("smtp_url", "smtp_password", "database_url", "api_key")
+_FILE_PROBLEMS = "__mailsc_secret_file_problems__"  # carries this source's problems to Settings._validate_all
 
-    def __init__(self, settings_cls: type[BaseSettings], secret_fields: dict[str, tuple[str, ...]]) -> None:
+
+class _SecretFilesSource(PydanticBaseSettingsSource):
+    """``<VARIABLE>_FILE`` (in the environment or ``.env``) names a file whose content is the secret, as Docker and
+    Kubernetes mount them. Its problems are handed on, to be listed with every other problem."""
+
+    def __init__(self, settings_cls: type[BaseSettings], dotenv: PydanticBaseSettingsSource) -> None:
         super().__init__(settings_cls)
-        self._secret_fields = secret_fields
+        self._dotenv = dotenv
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        environ = {k.upper(): v for k, v in os.environ.items()}
+        dotenv = {str(k).upper(): v for k, v in getattr(self._dotenv, "env_vars", {}).items() if v is not None}
+        environ = {**dotenv, **{k.upper(): v for k, v in os.environ.items()}}
         values: dict[str, Any] = {}
         problems: list[ConfigProblem] = []
-        for _field, names in self._secret_fields.items():
+        for field in _SECRET_FIELDS:
+            names = Settings._variables(field)
+            has_alias = Settings.model_fields[field].validation_alias is not None
             for name in names:
                 path = environ.get(f"{name}_FILE")
                 if path is None:
                     continue
                 if name in environ:
                     problems.append(ConfigProblem(f"{name}_FILE", f"both {name} and {name}_FILE are set", "keep one"))
-                    continue
+                    break
                 try:
-                    values[names[0]] = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+                    secret = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
                 except OSError as exc:
                     problems.append(ConfigProblem(f"{name}_FILE", f"cannot read the secret file: {exc.strerror}"))
+                    break
+                values[names[0] if has_alias else field] = secret
                 break
         if problems:
-            raise ConfigError(problems)
+            values[_FILE_PROBLEMS] = problems
         return values
 
 
@@ -253,7 +287,9 @@ class Settings(BaseSettings):
     smtp_host: str | None = Field(
         None, validation_alias=_env("MAILSC_SMTP_HOST", "SMTP_HOST", "SMTP_SERVER", "MAIL_SERVER")
     )
-    smtp_port: int | None = Field(None, validation_alias=_env("MAILSC_SMTP_PORT", "SMTP_PORT", "MAIL_PORT"))
+    smtp_port: int | None = Field(
+        None, ge=1, le=65535, validation_alias=_env("MAILSC_SMTP_PORT", "SMTP_PORT", "MAIL_PORT")
+    )
     smtp_username: str | None = Field(
         None, validation_alias=_env("MAILSC_SMTP_USERNAME", "SMTP_USER", "SMTP_USERNAME", "MAIL_USERNAME")
     )
@@ -295,8 +331,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        secrets = {name: cls._variables(name) for name in ("smtp_url", "smtp_password", "database_url", "api_key")}
-        return init_settings, env_settings, _SecretFilesSource(settings_cls, secrets), dotenv_settings
+        return init_settings, env_settings, _SecretFilesSource(settings_cls, dotenv_settings), dotenv_settings
 
     @classmethod
     def _variables(cls, field: str) -> tuple[str, ...]:
@@ -314,42 +349,44 @@ class Settings(BaseSettings):
     @classmethod
     def _validate_all(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Settings:
         names = {name: cls.variable(name) for name in cls.model_fields}
-        names.update({cls.variable(name): cls.variable(name) for name in cls.model_fields})
-        secrets = {"smtp_url", "smtp_password", "database_url", "api_key"}
-        secrets |= {names[s] for s in list(secrets)}
+        names.update({variable: cls.variable(name) for name in cls.model_fields for variable in cls._variables(name)})
+        secrets = set(_SECRET_FIELDS) | {v for f in _SECRET_FIELDS for v in cls._variables(f)}
         problems: list[ConfigProblem] = []
-        try:
-            settings = handler(data)
-        except ValidationError as exc:
-            problems = _problems_of(exc, names, secrets)
-            # Check the combinations too, on what did parse, so every problem is listed at once.
-            bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
-            try:
-                settings = handler({k: v for k, v in dict(data).items() if k not in bad})
-            except (ValidationError, ConfigError):
-                raise ConfigError(problems) from None
-        assert isinstance(settings, Settings)
-        problems += settings._build_smtp()
+        if isinstance(data, dict):
+            data = dict(data)
+            problems += data.pop(_FILE_PROBLEMS, [])
+        settings, field_problems = _validate_reporting_all(data, handler, names, secrets)
+        problems += field_problems
+        if settings is not None:
+            assert isinstance(settings, Settings)
+            problems = _merge(problems, settings._build_smtp())
         if problems:
             raise ConfigError(problems)
+        assert isinstance(settings, Settings)
         return settings
 
     def _build_smtp(self) -> list[ConfigProblem]:
+        problems: list[ConfigProblem] = []
+        if self.mail_from is not None:
+            try:
+                Address.parse(self.mail_from)
+            except MessageError as exc:
+                hint = "e.g. 'App <noreply@example.com>'"
+                problems.append(ConfigProblem("MAILSC_MAIL_FROM", exc.errors[0]["msg"], hint))
         fields: dict[str, Any] = {}
         from_url: set[str] = set()
         if self.smtp_url is not None:
             try:
                 fields = _parse_smtp_url(self.smtp_url.get_secret_value())
             except ValueError as exc:
-                return [ConfigProblem("MAILSC_SMTP_URL", str(exc), "e.g. smtp://user:pass@smtp.example.com:587")]
+                hint = "e.g. smtp://user:pass@smtp.example.com:587"
+                return [*problems, ConfigProblem("MAILSC_SMTP_URL", str(exc), hint)]
             from_url = set(fields)
             if self.smtp_host is not None:
+                hint = "give the server once: the URL, or the fields"
                 return [
-                    ConfigProblem(
-                        "MAILSC_SMTP_HOST",
-                        "both MAILSC_SMTP_URL and MAILSC_SMTP_HOST are set",
-                        "give the server once: the URL, or the fields",
-                    )
+                    *problems,
+                    ConfigProblem("MAILSC_SMTP_HOST", "both MAILSC_SMTP_URL and MAILSC_SMTP_HOST are set", hint),
                 ]
         for name, target in _SMTP_FIELDS.items():
             if name in self.model_fields_set:
@@ -357,9 +394,11 @@ class Settings(BaseSettings):
                 from_url.discard(target)
             elif target not in fields:
                 fields[target] = getattr(self, name)
+        if problems:
+            fields.pop("mail_from", None)  # reported once, above
         if not fields.get("host"):
             stray = [n for n in self.model_fields_set if n.startswith("smtp_") and n != "smtp_host"]
-            return [
+            return problems + [
                 ConfigProblem(
                     self.variable(n),
                     "is set, but no SMTP server is configured",
@@ -371,7 +410,7 @@ class Settings(BaseSettings):
             self._smtp = ConnectionConfig(**fields)
         except ConfigError as exc:
             reverse = {v: k for k, v in _SMTP_FIELDS.items()}
-            return [
+            return problems + [
                 ConfigProblem(
                     "MAILSC_SMTP_URL" if p.variable in from_url else self.variable(reverse[p.variable]),
                     p.message,
@@ -381,7 +420,7 @@ class Settings(BaseSettings):
                 else p
                 for p in exc.problems
             ]
-        return []
+        return problems
 
     @property
     def smtp(self) -> ConnectionConfig | None:

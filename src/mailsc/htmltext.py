@@ -44,6 +44,7 @@ _BLOCKS = frozenset(
 _SKIPPED = frozenset({"script", "style", "head", "title", "template", "noscript"})
 _SPACES = re.compile(r"[ \t\r\f\v]+")
 _MANY_NEWLINES = re.compile(r"\n{3,}")
+_PRE_SPACE, _PRE_NEWLINE = "\ue000", "\ue001"  # private-use stand-ins while lines are stripped
 
 
 class _TextExtractor(HTMLParser):
@@ -80,8 +81,8 @@ class _TextExtractor(HTMLParser):
         elif tag == "a" and self._links:
             href, start = self._links.pop()
             label = "".join(self.parts[start:]).strip()
-            if href and not href.startswith(("#", "javascript:")) and href != label:
-                shown = href.removeprefix("mailto:") if href.startswith("mailto:") else href
+            shown = href.removeprefix("mailto:") if href else ""
+            if href and not href.startswith(("#", "javascript:")) and shown != label:
                 self.parts.append(f" ({shown})" if label else shown)
         elif tag in _BLOCKS:
             self.parts.append("\n\n")
@@ -91,7 +92,10 @@ class _TextExtractor(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._skip_depth:
             return
-        self.parts.append(data if self._pre_depth else _SPACES.sub(" ", data.replace("\n", " ")))
+        if self._pre_depth:  # keep <pre> layout: shield its spaces and line breaks from the clean-up below
+            self.parts.append(data.replace(" ", _PRE_SPACE).replace("\n", _PRE_NEWLINE))
+        else:
+            self.parts.append(_SPACES.sub(" ", data.replace("\n", " ")))
 
 
 def html_to_text(html: str) -> str:
@@ -100,4 +104,5 @@ def html_to_text(html: str) -> str:
     parser.feed(html)
     parser.close()
     lines = [line.strip() for line in "".join(parser.parts).split("\n")]
-    return _MANY_NEWLINES.sub("\n\n", "\n".join(lines)).strip() + "\n"
+    text = _MANY_NEWLINES.sub("\n\n", "\n".join(lines)).strip()
+    return text.replace(_PRE_SPACE, " ").replace(_PRE_NEWLINE, "\n") + "\n"

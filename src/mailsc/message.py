@@ -8,10 +8,11 @@ The MIME rendering lives in ``mime.py``.
 
 from __future__ import annotations
 
+import contextvars
 import mimetypes
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -38,20 +39,31 @@ _OWNED_HEADERS: dict[str, str] = {
     "received": "nothing: servers add Received",
     "dkim-signature": "your provider's or server's DKIM signing",
 }
-_HEADER_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]{1,76}$")  # RFC 5322 ftext: printable ASCII except ':'
-_CONTENT_TYPE = re.compile(r"^[A-Za-z0-9][\w!#$&^.+-]{0,126}/[A-Za-z0-9][\w!#$&^.+-]{0,126}$")
-_CONTENT_ID = re.compile(r"^[\x21-\x3b\x3d\x3f-\x7e]{1,250}$")  # printable ASCII, no < > or space
+# All matched with fullmatch: "$" would also match before a final newline.
+_HEADER_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]{1,76}")  # RFC 5322 ftext: printable ASCII except ':'
+_CONTENT_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_!#$&^.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9_!#$&^.+-]{0,126}")
+_CONTENT_ID = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]{1,250}")  # printable ASCII, no < > or space
+_ENCODED_WORD = re.compile(r"=\?[^?\s]*\?[bBqQ]\?[^?\s]*\?=")
 
 
 def check_header_value(value: str, what: str = "value") -> str:
-    """Refuse CR, LF, NUL and other control characters (tab excepted) in a header value."""
+    """Refuse what could break out of a header: CR, LF, NUL, other control characters (tab excepted), Unicode line
+    and paragraph separators, lone surrogates, and RFC 2047 encoded-words (the email package would decode
+    ``=?utf-8?q?=0D=0A?=`` into a real line break after this check)."""
     for ch in value:
         if ch in "\r\n":
             raise ValueError(f"{what} must not contain a line break (CR or LF)")
         if ch == "\x00":
             raise ValueError(f"{what} must not contain a NUL character")
-        if ch != "\t" and unicodedata.category(ch) == "Cc":
-            raise ValueError(f"{what} must not contain control character U+{ord(ch):04X}")
+        category = unicodedata.category(ch)
+        if (ch != "\t" and category == "Cc") or category in ("Zl", "Zp"):
+            raise ValueError(f"{what} must not contain control or line-separator character U+{ord(ch):04X}")
+        if category == "Cs":
+            raise ValueError(f"{what} must not contain a lone surrogate (U+{ord(ch):04X}); it is not valid text")
+    if _ENCODED_WORD.search(value):
+        raise ValueError(
+            f"{what} contains an RFC 2047 encoded-word ('=?charset?q?...?='); give the plain text, mailsc encodes it"
+        )
     return value
 
 
@@ -85,6 +97,9 @@ class Address(BaseModel):
         object.__setattr__(self, "smtputf8", valid.ascii_email is None)
         object.__setattr__(self, "name", self.name.strip())
         return self
+
+    def __init__(self, **data: Any) -> None:
+        _construct(super().__init__, data)
 
     @classmethod
     def parse(cls, value: str | Address) -> Address:
@@ -149,6 +164,9 @@ class Attachment(BaseModel):
     inline: bool = False
     content_id: str | None = None
 
+    def __init__(self, **data: Any) -> None:
+        _construct(super().__init__, data)
+
     @field_validator("filename")
     @classmethod
     def _clean_filename(cls, value: str) -> str:
@@ -163,7 +181,7 @@ class Attachment(BaseModel):
         if value is None:
             return None
         value = value.strip().removeprefix("<").removesuffix(">")
-        if not _CONTENT_ID.match(value):
+        if not _CONTENT_ID.fullmatch(value):
             raise ValueError("content_id must be printable ASCII without spaces or angle brackets")
         return value
 
@@ -172,7 +190,7 @@ class Attachment(BaseModel):
         if self.content_type is None:
             guessed, _ = mimetypes.guess_type(self.filename, strict=False)
             object.__setattr__(self, "content_type", guessed or "application/octet-stream")
-        elif not _CONTENT_TYPE.match(self.content_type):
+        elif not _CONTENT_TYPE.fullmatch(self.content_type):
             raise ValueError(f"content_type {self.content_type!r} is not of the form type/subtype")
         if self.inline and not self.content_id:
             raise ValueError("an inline attachment needs a content_id (referenced as cid:... in the HTML)")
@@ -206,10 +224,7 @@ class Message(BaseModel):
     metadata: dict[str, str] = Field(default_factory=dict)
 
     def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise MessageError(_errors_of(exc)) from None
+        _construct(super().__init__, data)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Message:
@@ -229,7 +244,7 @@ class Message(BaseModel):
     def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
         seen: set[str] = set()
         for name, header_value in value.items():
-            if not _HEADER_NAME.match(name):
+            if not _HEADER_NAME.fullmatch(name):
                 raise ValueError(
                     f"header name {name[:80]!r} is not valid: use 1-76 printable ASCII characters without ':' or space"
                 )
@@ -248,8 +263,11 @@ class Message(BaseModel):
     @field_validator("text", "html")
     @classmethod
     def _check_body(cls, value: str | None) -> str | None:
-        if value is not None and "\x00" in value:
-            raise ValueError("the body must not contain a NUL character")
+        if value is not None:
+            if "\x00" in value:
+                raise ValueError("the body must not contain a NUL character")
+            if any(unicodedata.category(ch) == "Cs" for ch in value if "\ud800" <= ch <= "\udfff"):
+                raise ValueError("the body must not contain a lone surrogate; it is not valid text")
         return value
 
     @field_validator("tags")
@@ -281,6 +299,26 @@ class Message(BaseModel):
         for address in (*self.to, *self.cc, *self.bcc):
             seen.setdefault(address.email.lower(), address)
         return list(seen.values())
+
+
+_outermost = contextvars.ContextVar("mailsc_message_validation", default=True)
+
+
+def _construct(init: Callable[..., None], data: dict[str, Any]) -> None:
+    """Run a model's ``__init__``; the outermost one turns a ``ValidationError`` into a ``MessageError``.
+
+    Pydantic calls a nested model's custom ``__init__`` too; there the error must stay a ``ValidationError`` so the
+    outer model reports it with its full location (``attachments.0.filename``)."""
+    if not _outermost.get():
+        init(**data)
+        return
+    token = _outermost.set(False)
+    try:
+        init(**data)
+    except ValidationError as exc:
+        raise MessageError(_errors_of(exc)) from None
+    finally:
+        _outermost.reset(token)
 
 
 def _errors_of(exc: ValidationError) -> list[dict[str, Any]]:

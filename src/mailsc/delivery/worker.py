@@ -56,7 +56,11 @@ class Worker:
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._in_flight: dict[asyncio.Task[None], str] = {}
+        self._suspect_in_flight = False
         self.sent = 0
+
+    def _suspect_done(self, _task: asyncio.Task[None]) -> None:
+        self._suspect_in_flight = False
 
     def wake(self) -> None:
         """New mail was accepted: look for due messages now instead of at the next poll."""
@@ -75,7 +79,7 @@ class Worker:
         try:
             while not self._stopping:
                 free = self.concurrency - len(self._in_flight)
-                if free >= threshold or not self._in_flight:
+                if not self._suspect_in_flight and (free >= threshold or not self._in_flight):
                     try:
                         claimed = await self.store.claim(
                             self.owner, min(free, self.batch_size), lease=self.lease, max_attempts=self.max_attempts
@@ -89,6 +93,9 @@ class Worker:
                     for message in claimed:
                         task = asyncio.create_task(self._deliver(message))
                         self._in_flight[task] = message.id
+                        if message.suspect:  # it may crash us: claim nothing more until it is settled
+                            self._suspect_in_flight = True
+                            task.add_done_callback(self._suspect_done)
                 if not self._in_flight:
                     if burst:
                         return
@@ -107,13 +114,13 @@ class Worker:
             return self.poll_interval
         return max(0.0, min(self.poll_interval, (due - utcnow()).total_seconds()))
 
+    # Both waits clear the wake-up only after waking: a wake() that arrived while we were busy is never lost.
     async def _pause(self, seconds: float) -> None:
-        self._wakeup.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
+        self._wakeup.clear()
 
     async def _wait_for_progress(self) -> None:
-        self._wakeup.clear()
         waker = asyncio.create_task(self._wakeup.wait())
         try:
             await asyncio.wait(
@@ -121,15 +128,16 @@ class Worker:
             )
         finally:
             waker.cancel()
+            self._wakeup.clear()
 
     async def _drain(self) -> None:
         if not self._in_flight:
             return
         _, pending = await asyncio.wait(list(self._in_flight), timeout=self.grace)
+        unfinished = [self._in_flight[t] for t in pending if t in self._in_flight]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        unfinished = [self._in_flight[t] for t in pending]
         if unfinished:
             try:
                 released = await self.store.release(self.owner, unfinished)

@@ -17,9 +17,15 @@ R = TypeVar("R")
 class GroupCommitter(Generic[T, R]):
     """Runs ``write(items)`` for everything queued while the previous write was in progress."""
 
-    def __init__(self, write: Callable[[Sequence[T]], Awaitable[Sequence[R | BaseException]]], max_batch: int = 500):
+    def __init__(
+        self,
+        write: Callable[[Sequence[T]], Awaitable[Sequence[R | BaseException]]],
+        max_batch: int = 500,
+        linger: float = 0.0,
+    ):
         self._write = write
         self._max_batch = max_batch
+        self._linger = linger
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._runner: asyncio.Task[None] | None = None
 
@@ -32,7 +38,8 @@ class GroupCommitter(Generic[T, R]):
 
     async def _run(self) -> None:
         while self._pending:
-            await asyncio.sleep(0)  # let callers scheduled in this same tick join the batch
+            # Let callers scheduled in this same tick (or within ``linger`` seconds) join the batch.
+            await asyncio.sleep(self._linger if len(self._pending) < self._max_batch else 0)
             batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
             try:
                 results = await self._write([item for item, _ in batch])

@@ -54,6 +54,7 @@ class ClaimedMessage:
     attempts: int
     created_at: datetime
     expires_at: datetime | None
+    suspect: bool = False  # its previous attempt never finished: send it alone
 
 
 @dataclass(frozen=True)

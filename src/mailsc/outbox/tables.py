@@ -92,7 +92,6 @@ Index(
     postgresql_where=messages.c.status.in_(CLAIMABLE),
     sqlite_where=messages.c.status.in_(CLAIMABLE),
 )
-Index("ix_mailsc_messages_status_id", messages.c.status, messages.c.id)
 Index("ix_mailsc_messages_updated_at", messages.c.updated_at)
 
 events = Table(

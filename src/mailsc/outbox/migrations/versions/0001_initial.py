@@ -55,7 +55,6 @@ def upgrade() -> None:
         postgresql_where=claimable,
         sqlite_where=claimable,
     )
-    op.create_index("ix_mailsc_messages_status_id", "mailsc_messages", ["status", "id"])
     op.create_index("ix_mailsc_messages_updated_at", "mailsc_messages", ["updated_at"])
     op.create_table(
         "mailsc_events",
@@ -90,6 +89,5 @@ def downgrade() -> None:
     op.drop_index("ix_mailsc_events_message_id", table_name="mailsc_events")
     op.drop_table("mailsc_events")
     op.drop_index("ix_mailsc_messages_updated_at", table_name="mailsc_messages")
-    op.drop_index("ix_mailsc_messages_status_id", table_name="mailsc_messages")
     op.drop_index("ix_mailsc_messages_due", table_name="mailsc_messages")
     op.drop_table("mailsc_messages")
