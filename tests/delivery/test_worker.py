@@ -173,3 +173,28 @@ async def test_stop_mid_delivery_leaves_nothing_leased(smtp_server: SmtpServer, 
     assert "sending" not in counts
     assert counts.get("queued", 0) + counts.get("sent", 0) == 40
     assert counts.get("queued", 0) > 0
+
+
+async def test_postgresql_workers_wake_on_notify_from_another_process(smtp_server: SmtpServer) -> None:
+    from tests.databases import require_postgres, reset_postgres
+
+    url = await require_postgres()
+    await reset_postgres(url)
+    worker_store = await OutboxStore.open(url)
+    api_store = await OutboxStore.open(url)  # another process's connection pool
+    transport = SmtpTransport(ConnectionConfig(host="127.0.0.1", port=smtp_server.port, security="none"))
+    worker = Worker(worker_store, transport, FAST, poll_interval=60.0)  # a poll would come far too late
+    task = asyncio.create_task(worker.run())
+    await asyncio.sleep(0.3)  # the worker is idle, listening
+    sender = Mailer(transport=SmtpTransport(transport.config), default_sender="app@example.com", outbox=api_store)
+    await sender.enqueue(message())
+    for _ in range(250):
+        if smtp_server.received:
+            break
+        await asyncio.sleep(0.02)
+    worker.stop()
+    await task
+    assert len(smtp_server.received) == 1
+    await transport.aclose()
+    await sender.aclose()
+    await worker_store.close()

@@ -77,6 +77,11 @@ class Worker:
         # Claim in batches of at least a quarter of the slots, so a backlog costs few claim transactions.
         threshold = max(1, min(self.batch_size, self.concurrency) // 4)
         try:
+            stop_listening = await self.store.listen(self.wake)
+        except OutboxUnavailableError as exc:
+            logger.warning("worker.listen_failed error=%s: falling back to polling", exc)
+            stop_listening = None
+        try:
             while not self._stopping:
                 free = self.concurrency - len(self._in_flight)
                 if not self._suspect_in_flight and (free >= threshold or not self._in_flight):
@@ -104,6 +109,8 @@ class Worker:
                     await self._wait_for_progress()
         finally:
             await self._drain()
+            if stop_listening is not None:
+                await stop_listening()
 
     async def _idle_timeout(self) -> float:
         try:
@@ -151,9 +158,15 @@ class Worker:
             outcome = await self._attempt(message)
             try:
                 await self.store.settle(self.owner, outcome)
-            except OutboxUnavailableError as exc:
+            except Exception as exc:
                 # The lease runs out and the message is tried again: at-least-once, never lost.
-                logger.error("delivery.unrecorded message_id=%s status=%s error=%s", message.id, outcome.status, exc)
+                logger.error(
+                    "delivery.unrecorded message_id=%s status=%s error=%s",
+                    message.id,
+                    outcome.status,
+                    exc,
+                    exc_info=not isinstance(exc, OutboxUnavailableError),
+                )
         finally:
             if task is not None:
                 self._in_flight.pop(task, None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -34,6 +34,8 @@ from .batch import GroupCommitter
 from .engine import WRITE, create_engine
 from .records import AddResult, ClaimedMessage, MessageRecord, NewMessage, Page, Settled, new_id, utcnow
 from .tables import CLAIMABLE, FINISHED, UtcDateTime, events, messages
+
+_CHANNEL = "mailsc_wakeup"
 
 
 def _translate(exc: SQLAlchemyError | OSError) -> OutboxError:
@@ -100,6 +102,31 @@ class OutboxStore:
                 yield conn
         except (SQLAlchemyError, OSError) as exc:
             raise _translate(exc) from exc
+
+    async def listen(self, callback: Callable[[], None]) -> Callable[[], Awaitable[None]] | None:
+        """PostgreSQL: call ``callback`` whenever any process commits new mail (``LISTEN``/``NOTIFY``), so idle
+        workers wake at once instead of at their next poll. Returns an async function that stops listening;
+        ``None`` where the database has no such channel (SQLite: workers poll)."""
+        if self.dialect != "postgresql":
+            return None
+        import asyncpg  # the driver behind postgresql+asyncpg; only its raw connection can LISTEN
+
+        dsn = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        try:
+            connection = await asyncpg.connect(dsn, timeout=10)
+            await connection.add_listener(_CHANNEL, lambda *_: callback())
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise OutboxUnavailableError(f"cannot listen for new mail: {type(exc).__name__}") from exc
+
+        async def stop() -> None:
+            with contextlib.suppress(OSError, asyncpg.PostgresError):
+                await connection.close(timeout=5)
+
+        return stop
+
+    async def _notify(self, conn: AsyncConnection) -> None:
+        if self.dialect == "postgresql":  # delivered to listeners when this transaction commits
+            await conn.execute(text(f"SELECT pg_notify('{_CHANNEL}', '')"))
 
     # -- accepting -------------------------------------------------------------------------------------------
 
@@ -175,6 +202,7 @@ class OutboxStore:
             if rows:
                 await conn.execute(insert(messages), rows)
                 await conn.execute(insert(events), queued)
+                await self._notify(conn)
         return results
 
     @staticmethod
@@ -311,7 +339,7 @@ class OutboxStore:
             )
             if self.dialect == "postgresql":
                 owned = owned.with_for_update()
-            holders = dict((await conn.execute(owned)).tuples().all())
+            holders = {row.id: row.lease_owner for row in await conn.execute(owned)}
             done = [holders.get(outcome.id) == owner for owner, outcome in items]
             rows = [
                 {
@@ -410,6 +438,7 @@ class OutboxStore:
                 update(messages).where(messages.c.id == message_id, messages.c.status.in_(allowed)).values(**values)
             )
             if result.rowcount == 1:
+                await self._notify(conn)
                 await conn.execute(
                     insert(events).values(
                         message_id=message_id,
