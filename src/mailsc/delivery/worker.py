@@ -34,7 +34,7 @@ class Worker:
         transport: Transport,
         policy: RetryPolicy | None = None,
         *,
-        concurrency: int = 32,
+        concurrency: int = 64,
         batch_size: int = 100,
         lease: timedelta = timedelta(minutes=5),
         max_attempts: int = 30,
@@ -57,6 +57,8 @@ class Worker:
         self._stopping = False
         self._in_flight: dict[asyncio.Task[None], str] = {}
         self._suspect_in_flight = False
+        self._sending = 0  # claimed and not yet attempted; recording an outcome does not hold a slot
+        self._recover_at = 0.0
         self.sent = 0
 
     def _suspect_done(self, _task: asyncio.Task[None]) -> None:
@@ -83,12 +85,10 @@ class Worker:
             stop_listening = None
         try:
             while not self._stopping:
-                free = self.concurrency - len(self._in_flight)
+                free = self.concurrency - self._sending
                 if not self._suspect_in_flight and (free >= threshold or not self._in_flight):
                     try:
-                        claimed = await self.store.claim(
-                            self.owner, min(free, self.batch_size), lease=self.lease, max_attempts=self.max_attempts
-                        )
+                        claimed = await self._claim(min(free, self.batch_size))
                         failures = 0
                     except OutboxUnavailableError as exc:
                         failures += 1
@@ -96,6 +96,7 @@ class Worker:
                         await self._pause(min(30.0, 0.5 * 2**failures))
                         continue
                     for message in claimed:
+                        self._sending += 1
                         task = asyncio.create_task(self._deliver(message))
                         self._in_flight[task] = message.id
                         if message.suspect:  # it may crash us: claim nothing more until it is settled
@@ -111,6 +112,20 @@ class Worker:
             await self._drain()
             if stop_listening is not None:
                 await stop_listening()
+
+    async def _claim(self, limit: int) -> list[ClaimedMessage]:
+        """Claim due mail; look for abandoned rows (a dead worker's) at most once per ``poll_interval``, and
+        always before concluding that nothing is due."""
+        now = asyncio.get_running_loop().time()
+        recover = now >= self._recover_at
+        options = {"lease": self.lease, "max_attempts": self.max_attempts}
+        claimed = await self.store.claim(self.owner, limit, recover=recover, **options)  # type: ignore[arg-type]
+        if not claimed and not recover:
+            recover = True
+            claimed = await self.store.claim(self.owner, limit, recover=True, **options)  # type: ignore[arg-type]
+        if recover:
+            self._recover_at = now + self.poll_interval
+        return claimed
 
     async def _idle_timeout(self) -> float:
         try:
@@ -155,7 +170,11 @@ class Worker:
     async def _deliver(self, message: ClaimedMessage) -> None:
         task = asyncio.current_task()
         try:
-            outcome = await self._attempt(message)
+            try:
+                outcome = await self._attempt(message)
+            finally:
+                self._sending -= 1
+                self._wakeup.set()
             try:
                 await self.store.settle(self.owner, outcome)
             except Exception as exc:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, cast, delete, func, insert, select, text, update
+from sqlalchemy import String, and_, bindparam, cast, delete, func, insert, literal_column, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -62,7 +62,11 @@ class OutboxStore:
         """Connect, and (by default) bring the schema up to date."""
         store = cls(create_engine(url, synchronous=sqlite_synchronous))
         if migrate:
-            await store.migrate()
+            try:
+                await store.migrate()
+            except BaseException:
+                await store.close()  # no connection thread may outlive a failed open
+                raise
         return store
 
     async def close(self) -> None:
@@ -232,20 +236,30 @@ class OutboxStore:
     # -- delivering ------------------------------------------------------------------------------------------
 
     async def claim(
-        self, owner: str, limit: int, *, lease: timedelta = timedelta(minutes=5), max_attempts: int = 30
+        self,
+        owner: str,
+        limit: int,
+        *,
+        lease: timedelta = timedelta(minutes=5),
+        max_attempts: int = 30,
+        recover: bool = True,
     ) -> list[ClaimedMessage]:
         """Lease up to ``limit`` due messages to ``owner``, counting the attempt.
 
         A row whose lease ran out (its worker died or hung mid-send) is a suspect: it is handed out alone, marked
         ``suspect``, so a message that crashes its worker every time takes no bystanders down with it; after
-        ``max_attempts`` such attempts it ends ``failed`` here instead of blocking the queue.
+        ``max_attempts`` such attempts it ends ``failed`` here instead of blocking the queue. ``recover=False``
+        skips looking for such rows (two statements), for a worker that looked a moment ago.
         """
         now = utcnow()
-        # Each condition repeats the partial index's own predicate (status IN CLAIMABLE) verbatim: SQLite uses a
-        # partial index only when the query's WHERE contains it, and would otherwise scan the whole table.
-        due = and_(messages.c.status.in_(CLAIMABLE), messages.c.next_attempt_at <= now)
-        abandoned = and_(due, messages.c.status == "sending")
+        # Each condition repeats a partial index's own predicate, with the statuses as literals: SQLite uses a
+        # partial index only when it can prove the query implies the predicate, which it cannot through bound
+        # parameters (the whole table was scanned and sorted on every claim).
+        due = and_(_literal_in(messages.c.status, CLAIMABLE), messages.c.next_attempt_at <= now)
+        abandoned = and_(messages.c.status == literal_column("'sending'"), messages.c.next_attempt_at <= now)
         async with self._write() as conn:
+            if not recover:
+                return await self._lease(conn, and_(due, messages.c.status != "sending"), limit, owner, now, lease)
             poisoned = (
                 (
                     await conn.execute(
@@ -506,6 +520,13 @@ class OutboxStore:
         async with self._read() as conn:
             rows = (await conn.execute(select(messages.c.status, func.count()).group_by(messages.c.status))).all()
         return {status: int(count) for status, count in rows}
+
+
+def _literal_in(column: ColumnElement[str], values: tuple[str, ...]) -> ColumnElement[bool]:
+    """``column IN ('a', 'b')`` with the values rendered into the SQL (fixed strings of ours, never user input)."""
+    return column.in_(
+        bindparam(f"literal_{column.name}_{len(values)}", list(values), expanding=True, literal_execute=True)
+    )
 
 
 def _json_like(value: str) -> str:

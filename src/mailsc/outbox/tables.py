@@ -92,6 +92,13 @@ Index(
     postgresql_where=messages.c.status.in_(CLAIMABLE),
     sqlite_where=messages.c.status.in_(CLAIMABLE),
 )
+# The rows workers hold right now (few): finds abandoned leases without walking the due backlog.
+Index(
+    "ix_mailsc_messages_leases",
+    messages.c.next_attempt_at,
+    postgresql_where=messages.c.status == "sending",
+    sqlite_where=messages.c.status == "sending",
+)
 Index("ix_mailsc_messages_updated_at", messages.c.updated_at)
 
 events = Table(

@@ -20,7 +20,6 @@ from aiosmtplib import (
     SMTPConnectResponseError,
     SMTPException,
     SMTPNotSupported,
-    SMTPRecipientRefused,
     SMTPResponseException,
     SMTPServerDisconnected,
     SMTPTimeoutError,
@@ -298,29 +297,22 @@ class SmtpTransport:
     async def _transact(
         self, connection: _Connection, envelope: Envelope, *, stale_retry: bool = True
     ) -> tuple[SendResult, bool]:
-        """One MAIL/RCPT/DATA transaction. Returns the result and whether the connection can be reused."""
+        """One MAIL/RCPT/DATA transaction. Returns the result and whether the connection can be reused.
+
+        MAIL and RCPT go through ``execute_command`` with the addresses as validated bytes: aiosmtplib's own
+        ``mail()``/``rcpt()`` re-parse every address with ``email.utils``, a third of the CPU a message cost."""
         smtp = connection.smtp
         encoding = "ascii"
-        options: list[str] = []
+        options: list[bytes] = []
         if envelope.smtputf8:
             if not smtp.supports_extension("smtputf8"):
                 raise DeliveryError("an address needs SMTPUTF8, which the server does not offer", transient=False)
-            options.append("SMTPUTF8")
+            options.append(b"SMTPUTF8")
             encoding = "utf-8"
         if smtp.supports_extension("size"):
-            options.append(f"SIZE={len(envelope.data)}")
+            options.append(b"SIZE=%d" % len(envelope.data))
         try:
-            await smtp.mail(envelope.sender, options=options, encoding=encoding)
-        except SMTPResponseException as exc:
-            await self._reset(smtp)
-            if exc.code == 421:
-                raise _reply_error(exc, "the server is closing the connection (421)") from None
-            raise SenderRefusedError(
-                f"sender {envelope.sender} refused: {exc.code} {exc.message}",
-                transient=exc.code < 500,
-                smtp_code=exc.code,
-                enhanced_code=parse_enhanced_code(exc.message),
-            ) from None
+            reply = await smtp.execute_command(b"MAIL", b"FROM:<%s>" % envelope.sender.encode(encoding), *options)
         except (SMTPServerDisconnected, ConnectionError) as exc:
             if stale_retry and connection.used:
                 raise _StaleConnectionError from exc
@@ -328,24 +320,36 @@ class SmtpTransport:
         except SMTPTimeoutError:
             raise DeliveryError("timed out waiting for the reply to MAIL FROM", transient=True) from None
         connection.used = True
+        if reply.code != 250:
+            await self._reset(smtp)
+            if reply.code == 421:
+                raise _reply_error(reply.code, reply.message, "the server is closing the connection")
+            raise SenderRefusedError(
+                f"sender {envelope.sender} refused: {reply.code} {reply.message}",
+                transient=reply.code < 500,
+                smtp_code=reply.code,
+                enhanced_code=parse_enhanced_code(reply.message),
+            )
         accepted: list[str] = []
         refused: list[RecipientRefusal] = []
         try:
             for recipient in envelope.recipients:
-                try:
-                    await smtp.rcpt(recipient, encoding=encoding)
+                reply = await smtp.execute_command(b"RCPT", b"TO:<%s>" % recipient.encode(encoding))
+                if reply.code in (250, 251):
                     accepted.append(recipient)
-                except SMTPRecipientRefused as exc:
-                    if exc.code == 421:
-                        raise _reply_error(exc, "the server is closing the connection (421)") from None
-                    refused.append(RecipientRefusal(recipient, exc.code, exc.message, parse_enhanced_code(exc.message)))
+                elif reply.code == 421:
+                    raise _reply_error(reply.code, reply.message, "the server is closing the connection")
+                else:
+                    refused.append(
+                        RecipientRefusal(recipient, reply.code, reply.message, parse_enhanced_code(reply.message))
+                    )
             if not accepted:
                 await self._reset(smtp)
                 raise RecipientsRefusedError(refused)
             response = await smtp.data(envelope.data)
         except SMTPResponseException as exc:
             await self._reset(smtp)
-            raise _reply_error(exc, "message refused") from None
+            raise _reply_error(exc.code, exc.message, "message refused") from None
         except (SMTPServerDisconnected, ConnectionError) as exc:
             raise DeliveryError(f"connection lost during the transaction: {exc}", transient=True) from None
         except SMTPTimeoutError:
@@ -408,11 +412,10 @@ class _Connection:
         self.last_used = time.monotonic()
 
 
-def _reply_error(exc: SMTPResponseException, what: str) -> DeliveryError:
+def _reply_error(code: int, message: str, what: str) -> DeliveryError:
     return DeliveryError(
-        f"{what}: {exc.code} {exc.message}",
-        transient=exc.code < 500,
-        smtp_code=exc.code,
-        enhanced_code=parse_enhanced_code(exc.message),
-        recipient=getattr(exc, "recipient", None),
+        f"{what}: {code} {message}",
+        transient=code < 500,
+        smtp_code=code,
+        enhanced_code=parse_enhanced_code(message),
     )

@@ -55,6 +55,14 @@ def upgrade() -> None:
         postgresql_where=claimable,
         sqlite_where=claimable,
     )
+    leased = sa.column("status") == "sending"
+    op.create_index(
+        "ix_mailsc_messages_leases",
+        "mailsc_messages",
+        ["next_attempt_at"],
+        postgresql_where=leased,
+        sqlite_where=leased,
+    )
     op.create_index("ix_mailsc_messages_updated_at", "mailsc_messages", ["updated_at"])
     op.create_table(
         "mailsc_events",
@@ -89,5 +97,6 @@ def downgrade() -> None:
     op.drop_index("ix_mailsc_events_message_id", table_name="mailsc_events")
     op.drop_table("mailsc_events")
     op.drop_index("ix_mailsc_messages_updated_at", table_name="mailsc_messages")
+    op.drop_index("ix_mailsc_messages_leases", table_name="mailsc_messages")
     op.drop_index("ix_mailsc_messages_due", table_name="mailsc_messages")
     op.drop_table("mailsc_messages")
