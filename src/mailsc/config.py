@@ -310,6 +310,8 @@ class Settings(BaseSettings):
     smtp_local_hostname: str | None = None
     mail_from: str | None = Field(None, validation_alias=_env("MAILSC_MAIL_FROM", "MAIL_FROM"))
     mail_from_name: str | None = Field(None, validation_alias=_env("MAILSC_MAIL_FROM_NAME", "MAIL_FROM_NAME"))
+    host: str = "127.0.0.1"
+    port: int = Field(8025, ge=1, le=65535)
     database_url: SecretStr = SecretStr("sqlite:///./mailsc.db")
     api_key: SecretStr | None = None
     retry_max_age: timedelta = timedelta(hours=24)
@@ -319,6 +321,8 @@ class Settings(BaseSettings):
     templates_dir: Path = Path("templates/email")
     max_message_size: int = Field(DEFAULT_MAX_SIZE, ge=1024)
     max_recipients: int = Field(DEFAULT_MAX_RECIPIENTS, ge=1, le=1000)
+    max_request_size: int = Field(10 * 1024 * 1024, ge=1024)
+    rate_limit: float = Field(0.0, ge=0)  # requests per second per API key; 0 = unlimited
 
     _smtp: ConnectionConfig | None = PrivateAttr(default=None)
 

@@ -206,20 +206,20 @@ async def test_retry_a_failed_message(store: OutboxStore) -> None:
 async def test_list_filters_and_pages(store: OutboxStore) -> None:
     for i in range(7):
         await store.add(new(i, tags=("welcome",) if i % 2 == 0 else ("reset",), to=f"p{i}@example.org"))
-    first = await store.list(limit=3)
+    first = await store.list_messages(limit=3)
     assert len(first.items) == 3
     assert first.next_cursor is not None
-    second = await store.list(limit=3, cursor=first.next_cursor)
-    third = await store.list(limit=3, cursor=second.next_cursor)
+    second = await store.list_messages(limit=3, cursor=first.next_cursor)
+    third = await store.list_messages(limit=3, cursor=second.next_cursor)
     ids = [m.id for m in first.items + second.items + third.items]
     assert len(ids) == len(set(ids)) == 7
     assert ids == sorted(ids, reverse=True)
     assert third.next_cursor is None
-    welcome = await store.list(tag="welcome")
+    welcome = await store.list_messages(tag="welcome")
     assert {m.subject for m in welcome.items} == {"message 0", "message 2", "message 4", "message 6"}
-    assert [m.subject for m in (await store.list(recipient="p3@example.org")).items] == ["message 3"]
-    assert (await store.list(status="sent")).items == []
-    assert len((await store.list(tag="wel%")).items) == 0  # LIKE wildcards are escaped
+    assert [m.subject for m in (await store.list_messages(recipient="p3@example.org")).items] == ["message 3"]
+    assert (await store.list_messages(status="sent")).items == []
+    assert len((await store.list_messages(tag="wel%")).items) == 0  # LIKE wildcards are escaped
 
 
 async def test_purge_removes_old_finished_messages_only(store: OutboxStore) -> None:

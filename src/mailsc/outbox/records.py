@@ -105,3 +105,13 @@ def fingerprint(*parts: str | bytes) -> str:
         digest.update(len(data).to_bytes(8, "big"))
         digest.update(data)
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    """An API key's public facts; the key itself is never stored."""
+
+    id: str
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None

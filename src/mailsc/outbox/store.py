@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, cast, delete, func, insert, literal_column, select, text, update
+from sqlalchemy import String, and_, bindparam, cast, delete, func, insert, literal_column, or_, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -32,8 +32,8 @@ from ..errors import (
 )
 from .batch import GroupCommitter
 from .engine import WRITE, create_engine
-from .records import AddResult, ClaimedMessage, MessageRecord, NewMessage, Page, Settled, new_id, utcnow
-from .tables import CLAIMABLE, FINISHED, UtcDateTime, events, messages
+from .records import AddResult, ApiKeyRecord, ClaimedMessage, MessageRecord, NewMessage, Page, Settled, new_id, utcnow
+from .tables import CLAIMABLE, FINISHED, UtcDateTime, api_keys, events, messages
 
 _CHANNEL = "mailsc_wakeup"
 
@@ -482,7 +482,7 @@ class OutboxStore:
             ).all()
         return _record(row._mapping, [{"type": e.type, "at": e.at, "detail": e.detail} for e in timeline])
 
-    async def list(
+    async def list_messages(
         self,
         *,
         status: str | None = None,
@@ -514,6 +514,52 @@ class OutboxStore:
                 delete(messages).where(messages.c.status.in_(FINISHED), messages.c.updated_at < cutoff)
             )
         return int(result.rowcount)
+
+    # -- API keys (only their hashes are stored) ---------------------------------------------------------------
+
+    async def add_api_key(self, name: str, key_hash: str) -> ApiKeyRecord:
+        record = ApiKeyRecord(new_id(), name, utcnow(), None)
+        async with self._write() as conn:
+            await conn.execute(
+                insert(api_keys).values(id=record.id, name=name, key_hash=key_hash, created_at=record.created_at)
+            )
+        return record
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        async with self._read() as conn:
+            rows = (await conn.execute(select(api_keys).order_by(api_keys.c.created_at))).all()
+        return [ApiKeyRecord(r.id, r.name, r.created_at, r.revoked_at) for r in rows]
+
+    async def revoke_api_key(self, key_id: str) -> bool:
+        """Revoke by id or name; False when no active key matched."""
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(api_keys)
+                .where(or_(api_keys.c.id == key_id, api_keys.c.name == key_id), api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+        return bool(result.rowcount)
+
+    async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        """The active key with this hash (a hash lookup: no key material is ever compared or stored)."""
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    select(api_keys).where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
+                )
+            ).first()
+        return ApiKeyRecord(row.id, row.name, row.created_at, row.revoked_at) if row else None
+
+    async def has_api_keys(self) -> bool:
+        async with self._read() as conn:
+            return bool(
+                await conn.scalar(select(func.count()).select_from(api_keys).where(api_keys.c.revoked_at.is_(None)))
+            )
+
+    async def ping(self) -> None:
+        """Raise ``OutboxUnavailableError`` unless the database answers (readiness)."""
+        async with self._read() as conn:
+            await conn.execute(text("SELECT 1"))
 
     async def counts(self) -> dict[str, int]:
         """Messages by status (for metrics and tests)."""
