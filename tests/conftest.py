@@ -12,6 +12,17 @@ from tests.databases import require_postgres, reset_postgres
 from tests.smtpd import SmtpServer
 
 
+@pytest.fixture(autouse=True)
+def _hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads the developer's MAILSC_*/SMTP_*/MAIL_* settings."""
+    import os
+
+    for name in list(os.environ):
+        if name.upper().startswith(("MAILSC_", "SMTP_", "MAIL_")) or name.upper() in ("USE_CREDENTIALS",
+                                                                                        "VALIDATE_CERTS"):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def ca() -> trustme.CA:
     return trustme.CA()

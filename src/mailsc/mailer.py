@@ -64,7 +64,9 @@ class Mailer:
         """Build a mailer from ``MAILSC_*`` settings (read from the environment when not given)."""
         settings = settings if settings is not None else Settings()
         if settings.smtp is None:
-            logger.warning("mailer.no_smtp: no SMTP server configured; messages are kept in memory only")
+            logger.warning(
+                "mailer.no_smtp", extra={"detail": "no SMTP server configured; messages are kept in memory only"}
+            )
             transport: Transport = MemoryTransport()
         else:
             transport = MemoryTransport() if settings.smtp.suppress_send else SmtpTransport(settings.smtp)
@@ -159,6 +161,11 @@ class Mailer:
             self._worker = await self.worker(**options)
             self._worker_task = asyncio.create_task(self._worker.run())
         return self._worker
+
+    def wake_worker(self) -> None:
+        """Tell the background worker (if any) that mail became due, e.g. after a retry."""
+        if self._worker is not None:
+            self._worker.wake()
 
     async def aclose(self) -> None:
         """Stop the background worker (finishing in-flight sends), close the pool and the outbox."""

@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI). Nothing else in mailsc imports this package."""

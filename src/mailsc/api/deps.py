@@ -1,0 +1,121 @@
+"""Request dependencies: the app's services, API-key authentication, rate limiting, content type checks."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from ..config import Settings
+from ..keys import hash_key, same_key
+from ..mailer import Mailer
+from ..outbox.store import OutboxStore
+from .problems import ApiError
+
+_KEY_CACHE_SECONDS = 5.0
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+@dataclass
+class Services:
+    """What the routes need, built once in the app's lifespan."""
+
+    settings: Settings
+    mailer: Mailer
+    store: OutboxStore
+    _keys_exist_until: float = 0.0
+    _keys_exist: bool = False
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    async def keys_required(self) -> bool:
+        """True when a bootstrap key or any stored key exists (cached a few seconds)."""
+        if self.settings.api_key is not None:
+            return True
+        now = time.monotonic()
+        if now >= self._keys_exist_until:
+            self._keys_exist = await self.store.has_api_keys()
+            self._keys_exist_until = now + _KEY_CACHE_SECONDS
+        return self._keys_exist
+
+    def allow(self, client: str) -> bool:
+        """Token bucket per API key: ``rate_limit`` requests per second, bursts up to one second's worth."""
+        rate = self.settings.rate_limit
+        if rate <= 0:
+            return True
+        now = time.monotonic()
+        tokens, last = self._buckets.get(client, (rate, now))
+        tokens = min(rate, tokens + (now - last) * rate)
+        if tokens < 1:
+            self._buckets[client] = (tokens, now)
+            return False
+        self._buckets[client] = (tokens - 1, now)
+        return True
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+
+
+async def authenticated(request: Request, svc: ServicesDep) -> str:
+    """The caller's identity (key id, ``bootstrap``, or ``anonymous`` when no key is configured at all)."""
+    if not await svc.keys_required():
+        client = "anonymous"
+    else:
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise ApiError(
+                401,
+                "missing API key: send 'Authorization: Bearer <key>'",
+                slug="unauthorized",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        key = key.strip()
+        bootstrap = svc.settings.api_key
+        if bootstrap is not None and same_key(key, bootstrap.get_secret_value()):
+            client = "bootstrap"
+        else:
+            record = await svc.store.find_api_key(hash_key(key))
+            if record is None:
+                raise ApiError(
+                    401,
+                    "unknown or revoked API key",
+                    slug="unauthorized",
+                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                )
+            client = record.id
+    if not svc.allow(client):
+        raise ApiError(
+            429,
+            f"more than {svc.settings.rate_limit:g} requests per second for this key",
+            slug="rate-limited",
+            headers={"Retry-After": "1"},
+        )
+    return client
+
+
+Caller = Annotated[str, Depends(authenticated)]
+
+
+def json_body(content_type: Annotated[str | None, Header()] = None) -> None:
+    """Refuse a body that is not JSON with 415 before trying to parse it."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        raise ApiError(
+            415, f"send the body as application/json (got {media or 'no Content-Type'})", slug="unsupported-media-type"
+        )
+
+
+def idempotency_key(idempotency_key: Annotated[str | None, Header()] = None) -> str | None:
+    if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+        raise ApiError(
+            400, "Idempotency-Key must be 1-255 printable ASCII characters without spaces", slug="bad-idempotency-key"
+        )
+    return idempotency_key

@@ -1,0 +1,133 @@
+"""RFC 9457 problem details: every error the API returns, and the one table of HTTP statuses for mailsc's errors."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import (
+    IdempotencyConflictError,
+    InvalidStateError,
+    MailscError,
+    MessageError,
+    MessageNotFoundError,
+    OutboxUnavailableError,
+)
+
+logger = logging.getLogger(__name__)
+MEDIA_TYPE = "application/problem+json"
+
+# mailsc error -> (HTTP status, problem type slug). The first matching class wins.
+STATUS_OF: list[tuple[type[MailscError], int, str]] = [
+    (MessageError, 422, "invalid-message"),
+    (IdempotencyConflictError, 409, "idempotency-conflict"),
+    (InvalidStateError, 409, "invalid-state"),
+    (MessageNotFoundError, 404, "not-found"),
+    (OutboxUnavailableError, 503, "database-unavailable"),
+]
+
+
+class ApiError(Exception):
+    """Raise to answer with a problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        slug: str | None = None,
+        title: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.status = status
+        self.detail = detail
+        self.slug = slug
+        self.title = title
+        self.errors = errors
+        self.headers = headers
+        super().__init__(detail)
+
+
+def problem_response(
+    request: Request | None,
+    status: int,
+    detail: str,
+    *,
+    slug: str | None = None,
+    title: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"https://mailsc.dev/problems/{slug}" if slug else "about:blank",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    request_id = getattr(request.state, "request_id", None) if request is not None else None
+    if request_id:
+        body["request_id"] = request_id
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def _validation_errors(exc: RequestValidationError) -> tuple[int, str, list[dict[str, Any]]]:
+    errors = []
+    for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            ctx = error.get("ctx") or {}
+            return 400, f"the request body is not valid JSON: {ctx.get('error', 'parse error')}", []
+        loc = [p for p in error.get("loc", ()) if p != "body"]
+        msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        errors.append({"loc": loc, "msg": msg})
+    return 422, "the request does not match the schema", errors
+
+
+def install(app: FastAPI) -> None:
+    """Register the exception handlers that turn every error into a problem document."""
+
+    @app.exception_handler(ApiError)
+    async def _problem(request: Request, exc: ApiError) -> JSONResponse:
+        return problem_response(
+            request, exc.status, exc.detail, slug=exc.slug, title=exc.title, errors=exc.errors, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        status, detail, errors = _validation_errors(exc)
+        slug = "malformed-json" if status == 400 else "validation"
+        return problem_response(request, status, detail, slug=slug, errors=errors if status == 422 else None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no route for {request.method} {request.url.path}"
+        if exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        return problem_response(request, exc.status_code, detail, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(MailscError)
+    async def _mailsc(request: Request, exc: MailscError) -> JSONResponse:
+        for error_type, status, slug in STATUS_OF:
+            if isinstance(exc, error_type):
+                errors = exc.errors if isinstance(exc, MessageError) else None
+                headers = {"Retry-After": "5"} if status == 503 else None
+                return problem_response(request, status, str(exc), slug=slug, errors=errors, headers=headers)
+        logger.error("api.unmapped_error", extra={"error": type(exc).__name__})
+        return problem_response(request, 500, "an unexpected error occurred", slug="internal")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("api.unexpected_error", exc_info=exc, extra={"path": request.url.path})
+        return problem_response(
+            request, 500, "an unexpected error occurred; quote the request id when reporting it", slug="internal"
+        )

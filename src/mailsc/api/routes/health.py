@@ -1,0 +1,43 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import contextlib
+
+from fastapi import APIRouter, Response
+
+from ... import metrics
+from ...errors import OutboxUnavailableError
+from ..deps import ServicesDep
+from ..problems import ApiError
+from ..schemas import Health
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> Health:
+    """The process is up (no dependencies checked)."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Health, responses={503: {"description": "not ready, with the cause"}})
+async def readyz(svc: ServicesDep) -> Health:
+    """Ready to accept mail: the database answers and a transport is configured."""
+    try:
+        await svc.store.ping()
+    except OutboxUnavailableError as exc:
+        raise ApiError(503, f"database: {exc}", slug="not-ready", headers={"Retry-After": "5"}) from None
+    return Health(status="ready", checks={"database": "ok", "transport": svc.mailer.transport.name})
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+async def prometheus(svc: ServicesDep) -> Response:
+    """Prometheus exposition: counters, latency histograms, queue depth by status, open SMTP connections."""
+    with contextlib.suppress(OutboxUnavailableError):  # the other metrics matter most when the database is down
+        metrics.set_queue_depth(await svc.store.counts())
+    connections = getattr(svc.mailer.transport, "open_connections", None)
+    if isinstance(connections, int):
+        metrics.set_connections_open(connections)
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)
