@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import trustme
 
 from mailsc.outbox import OutboxStore
-from tests.databases import require_postgres, reset_postgres
+from tests.databases import drop_postgres_database, require_postgres, reset_postgres
 from tests.smtpd import SmtpServer
 
 
@@ -18,9 +18,19 @@ def _hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
     for name in list(os.environ):
-        if name.upper().startswith(("MAILSC_", "SMTP_", "MAIL_")) or name.upper() in ("USE_CREDENTIALS",
-                                                                                        "VALIDATE_CERTS"):
+        if name.upper().startswith(("MAILSC_", "SMTP_", "MAIL_")) or name.upper() in (
+            "USE_CREDENTIALS",
+            "VALIDATE_CERTS",
+        ):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_database() -> Iterator[None]:
+    yield
+    import asyncio
+
+    asyncio.run(drop_postgres_database())
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,8 @@ import asyncpg
 import pytest
 
 PG_ADMIN_URL = os.environ.get("MAILSC_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
-PG_DATABASE = "mailsc_test"
+# One database per test run, so concurrent runs on this machine never drop each other's tables.
+PG_DATABASE = f"mailsc_test_{os.getpid()}"
 PG_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{PG_DATABASE}"
 TABLES = ("mailsc_events", "mailsc_messages", "mailsc_api_keys", "mailsc_alembic_version")
 
@@ -53,3 +54,14 @@ async def reset_postgres(url: str) -> None:
         await conn.execute(f"DROP TABLE IF EXISTS {', '.join(TABLES)} CASCADE")
     finally:
         await conn.close()
+
+
+async def drop_postgres_database() -> None:
+    """Remove this run's database (at the end of the session), if it was created."""
+    if _pg_state.get("error", "unused") is not None:
+        return
+    admin = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+    finally:
+        await admin.close()

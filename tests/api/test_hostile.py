@@ -118,7 +118,7 @@ CASES: list[tuple[str, dict[str, Any], int, str]] = [
         413,
         "larger than",
     ),
-    ("bad idempotency key", {"json": OK, "headers": {"Idempotency-Key": "has space"}}, 400, "Idempotency-Key"),
+    ("bad idempotency key", {"json": OK, "headers": {"Idempotency-Key": "has space"}}, 422, "idempotency-key"),
     (
         "oversize attachment",
         {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -16,7 +15,6 @@ from ..outbox.store import OutboxStore
 from .problems import ApiError
 
 _KEY_CACHE_SECONDS = 5.0
-_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 @dataclass
@@ -113,9 +111,14 @@ def json_body(content_type: Annotated[str | None, Header()] = None) -> None:
         )
 
 
-def idempotency_key(idempotency_key: Annotated[str | None, Header()] = None) -> str | None:
-    if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
-        raise ApiError(
-            400, "Idempotency-Key must be 1-255 printable ASCII characters without spaces", slug="bad-idempotency-key"
-        )
+def idempotency_key(
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            pattern=r"^[\x21-\x7e]{1,255}$",
+            description="1-255 printable ASCII characters, no spaces; a retry with the same key and body returns "
+            "the first answer",
+        ),
+    ] = None,
+) -> str | None:
     return idempotency_key

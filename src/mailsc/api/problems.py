@@ -9,7 +9,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ..errors import (
     IdempotencyConflictError,
@@ -31,6 +33,29 @@ STATUS_OF: list[tuple[type[MailscError], int, str]] = [
     (MessageNotFoundError, 404, "not-found"),
     (OutboxUnavailableError, 503, "database-unavailable"),
 ]
+
+
+class ProblemDocument(BaseModel):
+    """RFC 9457 problem details, as every error of this API is answered."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+    request_id: str | None = None
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries documenting problem+json answers with these statuses."""
+    always = (400, 401, 413, 415, 422, 429, 500, 503)
+    return {
+        status: {
+            "description": HTTPStatus(status).phrase,
+            "content": {MEDIA_TYPE: {"schema": ProblemDocument.model_json_schema()}},
+        }
+        for status in sorted({*statuses, *always})
+    }
 
 
 class ApiError(Exception):
@@ -91,6 +116,16 @@ def _validation_errors(exc: RequestValidationError) -> tuple[int, str, list[dict
     return 422, "the request does not match the schema", errors
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's own Allow names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     """Register the exception handlers that turn every error into a problem document."""
 
@@ -111,9 +146,11 @@ def install(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no route for {request.method} {request.url.path}"
+        headers = getattr(exc, "headers", None)
         if exc.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path}"
-        return problem_response(request, exc.status_code, detail, headers=getattr(exc, "headers", None))
+            headers = {"Allow": ", ".join(_allowed_methods(request))}
+        return problem_response(request, exc.status_code, detail, headers=headers)
 
     @app.exception_handler(MailscError)
     async def _mailsc(request: Request, exc: MailscError) -> JSONResponse:

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Response
 from ... import metrics
 from ...errors import OutboxUnavailableError
 from ..deps import ServicesDep
-from ..problems import ApiError
+from ..problems import ApiError, problem_responses
 from ..schemas import Health
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], responses=problem_responses(503))
 
 
 @router.get("/healthz", response_model=Health)
@@ -21,7 +21,7 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Health, responses={503: {"description": "not ready, with the cause"}})
+@router.get("/readyz", response_model=Health)
 async def readyz(svc: ServicesDep) -> Health:
     """Ready to accept mail: the database answers and a transport is configured."""
     try:

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from ... import metrics
 from ...errors import IdempotencyConflictError, MessageError
 from ..deps import Caller, ServicesDep, idempotency_key, json_body
+from ..problems import ApiError, problem_responses
 from ..schemas import (
     BatchAccepted,
     BatchCreate,
@@ -23,7 +24,7 @@ from ..schemas import (
     MessageSummary,
 )
 
-router = APIRouter(prefix="/v1/messages", tags=["messages"])
+router = APIRouter(prefix="/v1/messages", tags=["messages"], responses=problem_responses(401, 404, 409))
 MessageId = Annotated[str, Path(pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$", description="the id returned at acceptance")]
 STATUSES = ("queued", "sending", "deferred", "sent", "failed", "cancelled", "expired")
 
@@ -92,6 +93,12 @@ async def _enqueue_all(svc: ServicesDep, items: list[tuple[int, BatchItem]]) -> 
         return BatchResult(index=index, status=200 if result.replayed else 202, id=result.id)
 
     return list(await asyncio.gather(*(one(i, item) for i, item in items)))
+
+
+@router.api_route("/batch", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+async def batch_other_methods() -> None:
+    """Without this, ``GET /v1/messages/batch`` would be read as a message id."""
+    raise ApiError(405, "only POST is allowed on /v1/messages/batch", headers={"Allow": "POST"})
 
 
 @router.get("/{message_id}", response_model=MessagePublic)
