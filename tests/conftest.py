@@ -25,6 +25,15 @@ def _hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture(autouse=True)
+def _unconfigured_logging() -> Iterator[None]:
+    """A test that configures logging (CLI, service) leaves it as it found it."""
+    yield
+    from mailsc.logs import reset_logging
+
+    reset_logging()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _drop_test_database() -> Iterator[None]:
     yield

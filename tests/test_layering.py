@@ -53,7 +53,19 @@ def test_transports_and_outbox_never_import_each_other() -> None:
 
 def test_lower_layers_do_not_import_upper_ones() -> None:
     upper = ("mailer", "delivery", "api", "cli", "integrations", "compat", "web", "doctor")
-    lower = ("errors", "envelope", "config", "message", "mime", "htmltext", "transports", "outbox")
+    lower = (
+        "errors",
+        "envelope",
+        "config",
+        "message",
+        "mime",
+        "htmltext",
+        "keys",
+        "logs",
+        "metrics",
+        "transports",
+        "outbox",
+    )
     for module, imports in _modules().items():
         if module.startswith(lower):
             bad = [i for i in imports if i.startswith(upper)]

@@ -17,9 +17,7 @@ REGISTRY = CollectorRegistry()
 LATENCY_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
 SMTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
-MESSAGES_ACCEPTED = Counter(
-    "mailsc_messages_accepted", "Messages accepted into the outbox.", registry=REGISTRY
-)
+MESSAGES_ACCEPTED = Counter("mailsc_messages_accepted", "Messages accepted into the outbox.", registry=REGISTRY)
 MESSAGES_SENT = Counter("mailsc_messages_sent", "Messages delivered to the transport.", registry=REGISTRY)
 MESSAGES_DEFERRED = Counter(
     "mailsc_messages_deferred", "Delivery attempts that failed transiently and will be retried.", registry=REGISTRY

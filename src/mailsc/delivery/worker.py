@@ -14,9 +14,11 @@ import logging
 import os
 import random
 import socket
+import time
 from datetime import datetime, timedelta
 
 from ..errors import DeliveryError, OutboxUnavailableError, RecipientsRefusedError
+from ..metrics import observe_send, record_outcome
 from ..outbox.records import ClaimedMessage, Settled, new_id, utcnow
 from ..outbox.store import OutboxStore
 from ..transports.base import Outcome, Transport, classify
@@ -81,7 +83,7 @@ class Worker:
         try:
             stop_listening = await self.store.listen(self.wake)
         except OutboxUnavailableError as exc:
-            logger.warning("worker.listen_failed error=%s: falling back to polling", exc)
+            logger.warning("worker.listen_failed", extra={"error": str(exc), "detail": "falling back to polling"})
             stop_listening = None
         try:
             while not self._stopping:
@@ -92,7 +94,7 @@ class Worker:
                         failures = 0
                     except OutboxUnavailableError as exc:
                         failures += 1
-                        logger.error("worker.outbox_unavailable error=%s", exc)
+                        logger.error("worker.outbox_unavailable", extra={"error": str(exc)})
                         await self._pause(min(30.0, 0.5 * 2**failures))
                         continue
                     for message in claimed:
@@ -163,9 +165,14 @@ class Worker:
         if unfinished:
             try:
                 released = await self.store.release(self.owner, unfinished)
-                logger.warning("worker.released count=%d: sends unfinished at shutdown go back to the queue", released)
+                logger.warning(
+                    "worker.released",
+                    extra={"count": released, "detail": "sends unfinished at shutdown go back to the queue"},
+                )
             except OutboxUnavailableError:
-                logger.error("worker.release_failed count=%d: their leases will expire", len(unfinished))
+                logger.error(
+                    "worker.release_failed", extra={"count": len(unfinished), "detail": "their leases will expire"}
+                )
 
     async def _deliver(self, message: ClaimedMessage) -> None:
         task = asyncio.current_task()
@@ -175,15 +182,15 @@ class Worker:
             finally:
                 self._sending -= 1
                 self._wakeup.set()
+            latency = (utcnow() - message.created_at).total_seconds() if outcome.status == "sent" else None
+            record_outcome(outcome.status, latency)
             try:
                 await self.store.settle(self.owner, outcome)
             except Exception as exc:
                 # The lease runs out and the message is tried again: at-least-once, never lost.
                 logger.error(
-                    "delivery.unrecorded message_id=%s status=%s error=%s",
-                    message.id,
-                    outcome.status,
-                    exc,
+                    "delivery.unrecorded",
+                    extra={"message_id": message.id, "status": outcome.status, "error": str(exc)},
                     exc_info=not isinstance(exc, OutboxUnavailableError),
                 )
         finally:
@@ -194,18 +201,21 @@ class Worker:
     async def _attempt(self, message: ClaimedMessage) -> Settled:
         started = utcnow()
         if message.expires_at is not None and started >= message.expires_at:
-            logger.info("delivery.expired message_id=%s", message.id)
+            logger.info("delivery.expired", extra={"message_id": message.id})
             return Settled(
                 message.id, "expired", {"reason": "expires_at passed before delivery"}, error="expired before delivery"
             )
+        send_started = time.perf_counter()
         try:
             result = await self.transport.send(message.envelope)
         except DeliveryError as exc:
             return self._after_failure(message, exc, started)
         except Exception as exc:  # a bug in a transport must not kill the worker: retry, and log loudly
-            logger.exception("delivery.crashed message_id=%s", message.id)
+            logger.exception("delivery.crashed", extra={"message_id": message.id})
             error = DeliveryError(f"unexpected {type(exc).__name__}: {exc}", transient=True)
             return self._after_failure(message, error, started)
+        finally:
+            observe_send(time.perf_counter() - send_started)
         self.sent += 1
         detail: dict[str, object] = {
             "transport": result.transport,
@@ -216,7 +226,7 @@ class Worker:
             detail["refused"] = [
                 {"recipient": r.recipient, "code": r.smtp_code, "message": r.message} for r in result.refused
             ]
-        logger.info("delivery.sent message_id=%s attempt=%d", message.id, message.attempts)
+        logger.info("delivery.sent", extra={"message_id": message.id, "attempt": message.attempts})
         return Settled(message.id, "sent", detail, attempt_started_at=started)
 
     def _after_failure(self, message: ClaimedMessage, error: DeliveryError, started: datetime) -> Settled:
@@ -228,7 +238,8 @@ class Worker:
             ]
         if outcome is Outcome.PERMANENT:
             logger.warning(
-                "delivery.failed message_id=%s attempt=%d code=%s", message.id, message.attempts, error.smtp_code
+                "delivery.failed",
+                extra={"message_id": message.id, "attempt": message.attempts, "code": error.smtp_code},
             )
             return Settled(
                 message.id, "failed", detail, error=str(error), smtp_code=error.smtp_code, attempt_started_at=started
@@ -245,11 +256,13 @@ class Worker:
         if decision.status != "deferred":
             detail["reason"] = decision.reason
             logger.warning(
-                "delivery.%s message_id=%s attempt=%d reason=%s",
-                decision.status,
-                message.id,
-                message.attempts,
-                decision.reason,
+                f"delivery.{decision.status}",
+                extra={
+                    "message_id": message.id,
+                    "attempt": message.attempts,
+                    "code": error.smtp_code,
+                    "reason": decision.reason,
+                },
             )
             return Settled(
                 message.id,
@@ -262,11 +275,13 @@ class Worker:
         assert decision.retry_at is not None
         detail["retry_at"] = decision.retry_at.isoformat()
         logger.info(
-            "delivery.deferred message_id=%s attempt=%d code=%s retry_at=%s",
-            message.id,
-            message.attempts,
-            error.smtp_code,
-            decision.retry_at.isoformat(),
+            "delivery.deferred",
+            extra={
+                "message_id": message.id,
+                "attempt": message.attempts,
+                "code": error.smtp_code,
+                "retry_at": decision.retry_at.isoformat(),
+            },
         )
         return Settled(
             message.id,

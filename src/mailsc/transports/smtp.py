@@ -103,9 +103,14 @@ class SmtpTransport:
         self._closed = False
         self.connections_opened = 0
         if config.security != "none" and not config.verify_certs:
-            logger.warning("smtp.verify_certs_disabled host=%s: certificates are NOT verified", config.host)
+            logger.warning(
+                "smtp.verify_certs_disabled", extra={"host": config.host, "detail": "certificates are NOT verified"}
+            )
         if config.security == "none" and not is_loopback(config.host):
-            logger.warning("smtp.plaintext host=%s: mail and credentials cross the network unencrypted", config.host)
+            logger.warning(
+                "smtp.plaintext",
+                extra={"host": config.host, "detail": "mail and credentials cross the network unencrypted"},
+            )
 
     @property
     def open_connections(self) -> int:
