@@ -14,10 +14,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Until the HTTP service lands (issue #4), `make run` validates the configuration the service will use.
 run: $(STAMP)
-	$(BIN)/mailsc check-config
-	@echo "mailsc serve (the HTTP service) is not built yet; use the library or 'mailsc send' meanwhile."
+	$(BIN)/mailsc serve
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

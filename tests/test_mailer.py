@@ -18,6 +18,7 @@ from mailsc import (
     MessageError,
     Settings,
 )
+from mailsc.transports import CaptureTransport
 from tests.smtpd import SmtpServer
 
 
@@ -77,10 +78,12 @@ async def test_from_env_builds_an_smtp_mailer(
     assert smtp_server.received[0].mail_from == "app@example.com"
 
 
-async def test_from_env_without_smtp_keeps_mail_in_memory(tmp_path: Path) -> None:
+async def test_from_env_without_smtp_captures_mail(tmp_path: Path) -> None:
     mailer = Mailer.from_env(Settings(_env_file=None, mail_from="a@example.com"))
-    await mailer.send(Message(to="b@example.org", subject="s", text="t"))
-    assert isinstance(mailer.transport, MemoryTransport)
+    result = await mailer.send(Message(to="b@example.org", subject="s", text="t"))
+    assert isinstance(mailer.transport, CaptureTransport)
+    assert result.reply == "250 captured in the dev inbox"
+    assert mailer.transport.captured == 1
 
 
 async def test_file_transport_writes_complete_eml_files(tmp_path: Path) -> None:

@@ -37,8 +37,8 @@ _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@/\s]*@", re.I)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _FIRST_KEYS = ("timestamp", "level", "logger", "event")
 _UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
-# aiosqlite logs every statement at DEBUG: that would drown mailsc's own debug lines.
-_CHATTY_LOGGERS = ("aiosqlite",)
+# Quietest level for chatty libraries: aiosqlite logs every statement at DEBUG, alembic its plugins at every start.
+_CHATTY_LOGGERS = {"aiosqlite": logging.INFO, "alembic": logging.WARNING}
 _installed: list[logging.Handler] = []
 
 
@@ -161,8 +161,8 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
-    for name in _CHATTY_LOGGERS:
-        logging.getLogger(name).setLevel(max(level, logging.INFO))
+    for name, quietest in _CHATTY_LOGGERS.items():
+        logging.getLogger(name).setLevel(max(level, quietest))
 
 
 def reset_logging() -> None:

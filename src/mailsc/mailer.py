@@ -19,6 +19,7 @@ from .mime import render
 from .outbox.records import AddResult, MessageRecord, NewMessage, fingerprint
 from .outbox.store import OutboxStore
 from .transports.base import SendResult, Transport
+from .transports.capture import CaptureTransport
 from .transports.memory import MemoryTransport
 from .transports.smtp import SmtpTransport
 
@@ -60,14 +61,19 @@ class Mailer:
         self._worker_task: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_env(cls, settings: Settings | None = None) -> Mailer:
-        """Build a mailer from ``MAILSC_*`` settings (read from the environment when not given)."""
+    def from_env(cls, settings: Settings | None = None, *, outbox: OutboxStore | None = None) -> Mailer:
+        """Build a mailer from ``MAILSC_*`` settings (read from the environment when not given): SMTP when a server
+        is configured, else the capture transport (mail kept for the dev inbox, never sent); the outbox from
+        ``MAILSC_DATABASE_URL`` unless an open ``outbox`` is given."""
         settings = settings if settings is not None else Settings()
         if settings.smtp is None:
             logger.warning(
-                "mailer.no_smtp", extra={"detail": "no SMTP server configured; messages are kept in memory only"}
+                "mailer.capture_mode",
+                extra={
+                    "detail": "no SMTP server configured (MAILSC_SMTP_URL, MAILSC_SMTP_HOST): mail is captured"
+                },
             )
-            transport: Transport = MemoryTransport()
+            transport: Transport = CaptureTransport()
         else:
             transport = MemoryTransport() if settings.smtp.suppress_send else SmtpTransport(settings.smtp)
         return cls(
@@ -75,7 +81,7 @@ class Mailer:
             default_sender=settings.sender,
             max_size=settings.max_message_size,
             max_recipients=settings.max_recipients,
-            outbox=settings.database_url.get_secret_value(),
+            outbox=outbox if outbox is not None else settings.database_url.get_secret_value(),
             retry_policy=RetryPolicy(max_age=settings.retry_max_age),
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
@@ -21,6 +22,14 @@ def async_url(url: str) -> str:
     if "+" in parsed.drivername:
         return parsed.render_as_string(hide_password=False)
     return parsed.set(drivername=driver[backend]).render_as_string(hide_password=False)
+
+
+def sqlite_folder(url: str) -> Path | None:
+    """The folder a SQLite file URL points into (None for PostgreSQL and in-memory databases)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database).expanduser().resolve().parent
 
 
 def create_engine(url: str, *, synchronous: str = "FULL", pool_size: int = 10) -> AsyncEngine:

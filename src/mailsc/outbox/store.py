@@ -1,4 +1,4 @@
-"""``OutboxStore``: the only module that writes SQL, and the one place SQLAlchemy errors are translated.
+"""``OutboxStore``: accepting and delivering; with ``management.py`` and ``base.py``, the only code that writes SQL.
 
 One row per message is both its status record and its queue entry. Adds are group-committed; claims take a lease
 (PostgreSQL ``FOR UPDATE SKIP LOCKED``, SQLite ``BEGIN IMMEDIATE``) and count the attempt; outcomes and their
@@ -9,50 +9,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
-from importlib import resources
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, cast, delete, func, insert, literal_column, or_, select, text, update
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy import and_, bindparam, func, insert, literal_column, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..envelope import Envelope
 from ..errors import (
     IdempotencyConflictError,
-    InvalidStateError,
-    MessageNotFoundError,
     OutboxError,
     OutboxUnavailableError,
 )
+from .base import CHANNEL
 from .batch import GroupCommitter
-from .engine import WRITE, create_engine
-from .records import AddResult, ApiKeyRecord, ClaimedMessage, MessageRecord, NewMessage, Page, Settled, new_id, utcnow
-from .tables import CLAIMABLE, FINISHED, UtcDateTime, api_keys, events, messages
-
-_CHANNEL = "mailsc_wakeup"
-
-
-def _translate(exc: SQLAlchemyError | OSError) -> OutboxError:
-    if isinstance(exc, OSError):  # the driver could not even connect (refused, no such host, no such folder)
-        return OutboxUnavailableError(f"the outbox database is unreachable: {exc.strerror or exc}")
-    if isinstance(exc, OperationalError | DBAPIError) and not isinstance(exc, IntegrityError):
-        return OutboxUnavailableError(f"the outbox database is unavailable: {type(exc.orig or exc).__name__}")
-    return OutboxError(f"outbox error: {type(exc).__name__}")
+from .engine import create_engine, sqlite_folder
+from .management import OutboxManagement, as_utc
+from .records import AddResult, ClaimedMessage, NewMessage, Settled, new_id, utcnow
+from .tables import CLAIMABLE, UtcDateTime, events, messages
 
 
-class OutboxStore:
+class OutboxStore(OutboxManagement):
     """The durable outbox on SQLite (default) or PostgreSQL (to scale out)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self.dialect = engine.dialect.name
-        self._sqlite_writer = asyncio.Lock()
+        super().__init__(engine)
         self._adds: GroupCommitter[NewMessage, AddResult] = GroupCommitter(self._write_adds)
         # Outcomes linger a few milliseconds so one commit carries many: nobody waits on them but the worker.
         self._settles: GroupCommitter[tuple[str, Settled], bool] = GroupCommitter(self._write_settled, linger=0.005)
@@ -60,6 +45,9 @@ class OutboxStore:
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True, sqlite_synchronous: str = "FULL") -> OutboxStore:
         """Connect, and (by default) bring the schema up to date."""
+        folder = sqlite_folder(url)
+        if folder is not None and not folder.is_dir():
+            raise OutboxUnavailableError(f"the folder {str(folder)!r} for the SQLite outbox does not exist")
         store = cls(create_engine(url, synchronous=sqlite_synchronous))
         if migrate:
             try:
@@ -68,44 +56,6 @@ class OutboxStore:
                 await store.close()  # no connection thread may outlive a failed open
                 raise
         return store
-
-    async def close(self) -> None:
-        await self.engine.dispose()
-
-    async def migrate(self) -> None:
-        """Apply pending Alembic migrations; safe to run from several processes at once."""
-        async with self._write() as conn:
-            if self.dialect == "postgresql":
-                await conn.execute(text("SELECT pg_advisory_xact_lock(7365218)"))  # one migrator at a time
-            await conn.run_sync(_upgrade)
-
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        # SQLite has one writer. Queue this process's writers here: waiting inside SQLite's busy handler sleeps in
-        # steps of up to 100 ms, which turned a 1 ms transaction into 20 ms under contention.
-        lock = self._sqlite_writer if self.dialect == "sqlite" else contextlib.nullcontext()
-        async with lock, self._transaction() as conn:
-            yield conn
-
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self.engine.connect() as conn:
-                conn = await conn.execution_options(**WRITE)
-                async with conn.begin():
-                    yield conn
-        except IntegrityError:
-            raise  # a duplicate idempotency key from another process: _write_adds resolves it
-        except (SQLAlchemyError, OSError) as exc:
-            raise _translate(exc) from exc
-
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self.engine.connect() as conn, conn.begin():
-                yield conn
-        except (SQLAlchemyError, OSError) as exc:
-            raise _translate(exc) from exc
 
     async def listen(self, callback: Callable[[], None]) -> Callable[[], Awaitable[None]] | None:
         """PostgreSQL: call ``callback`` whenever any process commits new mail (``LISTEN``/``NOTIFY``), so idle
@@ -118,7 +68,7 @@ class OutboxStore:
         dsn = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         try:
             connection = await asyncpg.connect(dsn, timeout=10)
-            await connection.add_listener(_CHANNEL, lambda *_: callback())
+            await connection.add_listener(CHANNEL, lambda *_: callback())
         except (OSError, asyncpg.PostgresError) as exc:
             raise OutboxUnavailableError(f"cannot listen for new mail: {type(exc).__name__}") from exc
 
@@ -127,10 +77,6 @@ class OutboxStore:
                 await connection.close(timeout=5)
 
         return stop
-
-    async def _notify(self, conn: AsyncConnection) -> None:
-        if self.dialect == "postgresql":  # delivered to listeners when this transaction commits
-            await conn.execute(text(f"SELECT pg_notify('{_CHANNEL}', '')"))
 
     # -- accepting -------------------------------------------------------------------------------------------
 
@@ -430,142 +376,7 @@ class OutboxStore:
             value = await conn.scalar(
                 select(func.min(messages.c.next_attempt_at)).where(messages.c.status.in_(CLAIMABLE))
             )
-        return _as_utc(value)
-
-    # -- managing --------------------------------------------------------------------------------------------
-
-    async def cancel(self, message_id: str) -> None:
-        """Cancel a message not yet claimed; ``InvalidStateError`` once a worker holds or finished it."""
-        await self._transition(message_id, ("queued", "deferred"), "cancelled", "cancel")
-
-    async def retry(self, message_id: str) -> None:
-        """Queue a failed (or expired) message again, due now."""
-        await self._transition(message_id, ("failed", "expired"), "queued", "retry")
-
-    async def _transition(self, message_id: str, allowed: tuple[str, ...], to: str, verb: str) -> None:
-        now = utcnow()
-        async with self._write() as conn:
-            values: dict[str, Any] = {"status": to, "updated_at": now}
-            if to == "queued":
-                values.update(next_attempt_at=now, last_error=None, expires_at=None)
-            result = await conn.execute(
-                update(messages).where(messages.c.id == message_id, messages.c.status.in_(allowed)).values(**values)
-            )
-            if result.rowcount == 1:
-                await self._notify(conn)
-                await conn.execute(
-                    insert(events).values(
-                        message_id=message_id,
-                        type="cancelled" if to == "cancelled" else "queued",
-                        at=now,
-                        detail={"by": verb},
-                    )
-                )
-                return
-            status = await conn.scalar(select(messages.c.status).where(messages.c.id == message_id))
-        if status is None:
-            raise MessageNotFoundError(f"no message {message_id}")
-        raise InvalidStateError(f"cannot {verb} message {message_id}: it is {status}", status)
-
-    async def get(self, message_id: str) -> MessageRecord:
-        """A message with its event timeline."""
-        async with self._read() as conn:
-            row = (await conn.execute(select(messages).where(messages.c.id == message_id))).first()
-            if row is None:
-                raise MessageNotFoundError(f"no message {message_id}")
-            timeline = (
-                await conn.execute(
-                    select(events.c.type, events.c.at, events.c.detail)
-                    .where(events.c.message_id == message_id)
-                    .order_by(events.c.id)
-                )
-            ).all()
-        return _record(row._mapping, [{"type": e.type, "at": e.at, "detail": e.detail} for e in timeline])
-
-    async def list_messages(
-        self,
-        *,
-        status: str | None = None,
-        tag: str | None = None,
-        recipient: str | None = None,
-        cursor: str | None = None,
-        limit: int = 50,
-    ) -> Page:
-        """Newest first; ``cursor`` is the ``next_cursor`` of the previous page."""
-        query = select(messages).order_by(messages.c.id.desc()).limit(limit + 1)
-        if status:
-            query = query.where(messages.c.status == status)
-        if tag:
-            query = query.where(cast(messages.c.tags, String).like(f"%{_json_like(tag)}%", escape="\\"))
-        if recipient:
-            query = query.where(cast(messages.c.recipients, String).like(f"%{_json_like(recipient)}%", escape="\\"))
-        if cursor:
-            query = query.where(messages.c.id < cursor)
-        async with self._read() as conn:
-            rows = (await conn.execute(query)).all()
-        items = [_record(r._mapping, []) for r in rows[:limit]]
-        return Page(items, items[-1].id if len(rows) > limit else None)
-
-    async def purge(self, older_than: timedelta) -> int:
-        """Delete finished messages (and their events) last changed before ``now - older_than``."""
-        cutoff = utcnow() - older_than
-        async with self._write() as conn:
-            result = await conn.execute(
-                delete(messages).where(messages.c.status.in_(FINISHED), messages.c.updated_at < cutoff)
-            )
-        return int(result.rowcount)
-
-    # -- API keys (only their hashes are stored) ---------------------------------------------------------------
-
-    async def add_api_key(self, name: str, key_hash: str) -> ApiKeyRecord:
-        record = ApiKeyRecord(new_id(), name, utcnow(), None)
-        async with self._write() as conn:
-            await conn.execute(
-                insert(api_keys).values(id=record.id, name=name, key_hash=key_hash, created_at=record.created_at)
-            )
-        return record
-
-    async def list_api_keys(self) -> list[ApiKeyRecord]:
-        async with self._read() as conn:
-            rows = (await conn.execute(select(api_keys).order_by(api_keys.c.created_at))).all()
-        return [ApiKeyRecord(r.id, r.name, r.created_at, r.revoked_at) for r in rows]
-
-    async def revoke_api_key(self, key_id: str) -> bool:
-        """Revoke by id or name; False when no active key matched."""
-        async with self._write() as conn:
-            result = await conn.execute(
-                update(api_keys)
-                .where(or_(api_keys.c.id == key_id, api_keys.c.name == key_id), api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=utcnow())
-            )
-        return bool(result.rowcount)
-
-    async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
-        """The active key with this hash (a hash lookup: no key material is ever compared or stored)."""
-        async with self._read() as conn:
-            row = (
-                await conn.execute(
-                    select(api_keys).where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
-                )
-            ).first()
-        return ApiKeyRecord(row.id, row.name, row.created_at, row.revoked_at) if row else None
-
-    async def has_api_keys(self) -> bool:
-        async with self._read() as conn:
-            return bool(
-                await conn.scalar(select(func.count()).select_from(api_keys).where(api_keys.c.revoked_at.is_(None)))
-            )
-
-    async def ping(self) -> None:
-        """Raise ``OutboxUnavailableError`` unless the database answers (readiness)."""
-        async with self._read() as conn:
-            await conn.execute(text("SELECT 1"))
-
-    async def counts(self) -> dict[str, int]:
-        """Messages by status (for metrics and tests)."""
-        async with self._read() as conn:
-            rows = (await conn.execute(select(messages.c.status, func.count()).group_by(messages.c.status))).all()
-        return {status: int(count) for status, count in rows}
+        return as_utc(value)
 
 
 def _literal_in(column: ColumnElement[str], values: tuple[str, ...]) -> ColumnElement[bool]:
@@ -573,49 +384,3 @@ def _literal_in(column: ColumnElement[str], values: tuple[str, ...]) -> ColumnEl
     return column.in_(
         bindparam(f"literal_{column.name}_{len(values)}", list(values), expanding=True, literal_execute=True)
     )
-
-
-def _json_like(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f'"{escaped}"'
-
-
-def _as_utc(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):  # SQLite returns aggregate results untyped
-        value = datetime.fromisoformat(value)
-    assert isinstance(value, datetime)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
-def _record(row: Any, timeline: list[dict[str, Any]]) -> MessageRecord:
-    return MessageRecord(
-        id=row["id"],
-        status=row["status"],
-        sender=row["sender"],
-        recipients=list(row["recipients"]),
-        subject=row["subject"],
-        tags=list(row["tags"]),
-        metadata=dict(row["meta"]),
-        attempts=row["attempts"],
-        created_at=row["created_at"],
-        send_at=row["send_at"],
-        sent_at=row["sent_at"],
-        expires_at=row["expires_at"],
-        next_attempt_at=row["next_attempt_at"] if row["status"] in CLAIMABLE else None,
-        last_error=row["last_error"],
-        smtp_code=row["smtp_code"],
-        message_id=row["message_id"],
-        events=timeline,
-    )
-
-
-def _upgrade(connection: Connection) -> None:
-    from alembic import command  # imported here: only migrations need Alembic
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(resources.files("mailsc.outbox") / "migrations"))
-    config.attributes["connection"] = connection
-    command.upgrade(config, "head")

@@ -38,13 +38,13 @@ from ..errors import (
     parse_enhanced_code,
 )
 from .base import SendResult
+from .tls import CERT_HINT, build_tls_context, describe_certificate_error
 
 logger = logging.getLogger(__name__)
 
 # A connection idle longer than this is checked with NOOP before use: servers drop idle sessions (often after 60 s+).
 STALE_AFTER_SECONDS = 15.0
 
-_CERT_HINT = "fix the server's certificate, or set MAILSC_SMTP_CA_FILE to the CA that signed it"
 _AUTH_HINTS = {
     535: "the server refused the username or password: check them; Gmail and Outlook need an app password, "
     "and most providers want the full email address as the username",
@@ -54,18 +54,6 @@ _AUTH_HINTS = {
 }
 
 
-def build_tls_context(config: ConnectionConfig) -> ssl.SSLContext:
-    """The one ``SSLContext`` a transport uses: system trust store (or ``ca_file``), TLS >= 1.2, host checked."""
-    context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if config.client_cert is not None:
-        context.load_cert_chain(str(config.client_cert), str(config.client_key) if config.client_key else None)
-    if not config.verify_certs:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 def _causes(exc: BaseException) -> list[BaseException]:
     chain: list[BaseException] = []
     current: BaseException | None = exc
@@ -73,21 +61,6 @@ def _causes(exc: BaseException) -> list[BaseException]:
         chain.append(current)
         current = current.__cause__ or current.__context__
     return chain
-
-
-def describe_certificate_error(error: ssl.SSLCertVerificationError, host: str) -> str:
-    """A sentence a person understands for a failed certificate verification."""
-    reasons = {
-        62: f"the server's certificate is not valid for {host!r} (it was issued for another name)",
-        10: "the server's certificate has expired",
-        9: "the server's certificate is not valid yet",
-        18: "the server's certificate is self-signed",
-        19: "the server's certificate chain ends in a self-signed certificate no trusted CA vouches for",
-        20: "the server's certificate is signed by a certificate authority this machine does not trust (unknown CA)",
-        21: "the server's certificate is signed by a certificate authority this machine does not trust (unknown CA)",
-    }
-    detail = reasons.get(error.verify_code, f"certificate verification failed: {error.verify_message}")
-    return f"TLS to {host}: {detail}"
 
 
 class SmtpTransport:
@@ -251,7 +224,7 @@ class SmtpTransport:
         where = f"{host}:{port}"
         for cause in _causes(exc):
             if isinstance(cause, ssl.SSLCertVerificationError):
-                return TlsSetupError(describe_certificate_error(cause, host), transient=False, hint=_CERT_HINT)
+                return TlsSetupError(describe_certificate_error(cause, host), transient=False, hint=CERT_HINT)
         for cause in _causes(exc):
             if isinstance(cause, ssl.SSLError):
                 hint = (
