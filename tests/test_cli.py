@@ -23,6 +23,7 @@ import typer.testing
 from typer.testing import CliRunner, Result
 
 from mailsc import cli
+from mailsc.cli import common, send, send_bulk, service
 from mailsc.config import Settings
 from mailsc.errors import OutboxUnavailableError
 from mailsc.keys import hash_key
@@ -51,7 +52,7 @@ def database_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
     return url
 
 
-_configure_logging = cli._configure_logging
+_configure_logging = common._configure_logging
 _command = typer.main.get_command(cli.app)
 
 
@@ -71,7 +72,8 @@ def logging_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Settings, bool]
     def record(settings: Settings, *, interactive: bool = False) -> None:
         calls.append((settings, interactive))
 
-    monkeypatch.setattr(cli, "_configure_logging", record)
+    for module in (service, send, send_bulk):  # the commands that configure logging
+        monkeypatch.setattr(module, "_configure_logging", record)
     return calls
 
 
@@ -605,7 +607,7 @@ def test_send_bulk_ctrl_c_exits_130_and_a_rerun_finishes(
     tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = write_csv(tmp_path / "recipients.csv", 150)
-    monkeypatch.setattr(cli, "BULK_CHUNK", 50)
+    monkeypatch.setattr(send_bulk, "BULK_CHUNK", 50)
     enqueue = Mailer.enqueue_with_result
     calls = 0
 

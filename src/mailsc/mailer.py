@@ -69,9 +69,7 @@ class Mailer:
         if settings.smtp is None:
             logger.warning(
                 "mailer.capture_mode",
-                extra={
-                    "detail": "no SMTP server configured (MAILSC_SMTP_URL, MAILSC_SMTP_HOST): mail is captured"
-                },
+                extra={"detail": "no SMTP server configured (MAILSC_SMTP_URL, MAILSC_SMTP_HOST): mail is captured"},
             )
             transport: Transport = CaptureTransport()
         else:

@@ -1,0 +1,113 @@
+"""Running mailsc: ``check-config``, ``serve``, ``worker``, ``migrate``."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+
+from ..config import is_loopback
+from ..delivery.worker import Worker
+from ..mailer import Mailer
+from .common import EXIT_USAGE, _configure_logging, _errors, _fail, _on_store, _settings
+
+
+def check_config() -> None:
+    """Validate the configuration (environment and .env) and list every problem at once."""
+    settings = _settings()
+    smtp = settings.smtp
+    if smtp is None:
+        typer.echo("configuration valid: no SMTP server configured (mail is captured, not delivered)")
+    else:
+        typer.echo(
+            f"configuration valid: SMTP {smtp.host}:{smtp.port} security={smtp.security} "
+            f"verify_certs={smtp.verify_certs} pool_size={smtp.pool_size}"
+        )
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on [default: MAILSC_HOST, 127.0.0.1]")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="port [default: MAILSC_PORT, 8025]", show_default=False)
+    ] = None,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="accept mail only; run `mailsc worker` processes to deliver it")
+    ] = False,
+) -> None:
+    """Run the HTTP API (and, unless --no-worker, a delivery worker in the same process).
+
+    With no API key (MAILSC_API_KEY or `mailsc keys create`) it listens on loopback addresses only.
+    """
+    settings = _settings()
+    host = host if host is not None else settings.host
+    port = port if port is not None else settings.port
+    exposed = not is_loopback(host)
+    if exposed and settings.api_key is None and not _on_store(settings, lambda store: store.has_api_keys()):
+        raise _fail(
+            f"refusing to listen on {host}: no API key exists, so anyone who can reach it could send mail; "
+            "create one with `mailsc keys create --name NAME` (or set MAILSC_API_KEY), or listen on 127.0.0.1",
+            EXIT_USAGE,
+        )
+    _configure_logging(settings)
+    import uvicorn  # the service's dependencies load only when serving
+
+    from ..api.app import create_app
+
+    with _errors():
+        service = create_app(settings, run_worker=not no_worker)
+    uvicorn.run(
+        service,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+    )
+
+
+def worker(
+    burst: Annotated[bool, typer.Option(help="deliver what is due, then exit")] = False,
+    concurrency: Annotated[int, typer.Option(min=1, help="sends in flight at once")] = 32,
+    lease_seconds: Annotated[float, typer.Option(min=1, help="how long a claim holds a message")] = 300.0,
+    grace: Annotated[float, typer.Option(min=0, help="seconds to finish in-flight sends on SIGTERM")] = 30.0,
+) -> None:
+    """Run the delivery worker: claim due messages from the outbox and send them. SIGTERM drains and stops."""
+    settings = _settings()
+    _configure_logging(settings)
+
+    async def _run() -> int:
+        import signal
+
+        mailer = Mailer.from_env(settings)
+        try:
+            store = await mailer.outbox_store()
+            delivery = Worker(
+                store,
+                mailer.transport,
+                mailer.retry_policy,
+                concurrency=concurrency,
+                lease=timedelta(seconds=lease_seconds),
+                grace=grace,
+            )
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, delivery.stop)
+            await delivery.run(burst=burst)
+        finally:
+            await mailer.aclose()
+        return delivery.sent
+
+    with _errors():
+        sent = asyncio.run(_run())
+    typer.echo(f"worker stopped after sending {sent} messages", err=True)
+
+
+def migrate() -> None:
+    """Create or upgrade the outbox schema (safe to run from several processes at once)."""
+    settings = _settings()
+
+    _on_store(settings, lambda store: store.migrate())  # opening migrates; again is a no-op
+    typer.echo("outbox schema is up to date")
