@@ -9,6 +9,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
 
 from tests.api.conftest import make_settings, running
 from tests.databases import require_postgres, reset_postgres
@@ -102,3 +103,36 @@ async def test_database_outage_gives_503s_then_recovers_and_delivers_every_202(
     assert 503 in statuses
     assert statuses.count(202) == len(accepted) >= 60
     assert expected <= ids  # every 202 ever returned was delivered
+
+
+async def test_one_access_line_per_request_with_id_and_latency(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="mailsc.api.access")
+    await client.post("/v1/messages", json=MESSAGE, headers={"X-Request-ID": "req-42"})
+    [line] = [r for r in caplog.records if r.name == "mailsc.api.access"]
+    assert line.getMessage() == "http.request"
+    assert line.method == "POST"  # type: ignore[attr-defined]
+    assert line.path == "/v1/messages"  # type: ignore[attr-defined]
+    assert line.status == 202  # type: ignore[attr-defined]
+    assert line.latency_ms >= 0  # type: ignore[attr-defined]
+    assert "ada@example.org" not in str(line.__dict__)
+
+
+async def test_an_unexpected_error_is_a_500_problem_without_internals(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    async with running(make_settings(tmp_path, smtp_server)) as client:
+        app = client.app  # type: ignore[attr-defined]
+
+        async def boom() -> None:
+            raise RuntimeError("secret internals: password=hunter2")
+
+        app.add_api_route("/boom", boom)
+        # As a real server would: the ASGI server sees the exception, the client sees only the problem document.
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://mailsc.test") as raw:
+            response = await raw.get("/boom", headers={"X-Request-ID": "req-500"})
+    assert response.status_code == 500
+    problem = response.json()
+    assert problem["request_id"] == "req-500"
+    assert "hunter2" not in response.text
+    assert "RuntimeError" not in response.text
