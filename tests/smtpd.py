@@ -187,9 +187,12 @@ class SmtpServer:
             **options,
         )
 
-    async def start(self) -> SmtpServer:
+    async def start(self, port: int = 0) -> SmtpServer:
+        """Listen on ``port`` (0: one the OS picks); a server restarted on its old port keeps its counters."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._protocol, self.host, 0, ssl=self.implicit_tls_context)
+        self._server = await loop.create_server(
+            self._protocol, self.host, port, ssl=self.implicit_tls_context, reuse_address=True
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

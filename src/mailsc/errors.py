@@ -15,7 +15,8 @@
         ├── ConnectionSetupError    the setup is broken, not the message: the transport is unavailable
         │   ├── SmtpConnectError    connection refused, timed out, name not resolved, greeting refused
         │   ├── TlsSetupError       certificate not verified, handshake failed, STARTTLS not offered
-        │   └── AuthenticationError 530/534/535 and friends: wrong credentials or AUTH not possible
+        │   ├── AuthenticationError 530/534/535 and friends: wrong credentials or AUTH not possible
+        │   └── SenderNotAcceptedError the server refuses the configured sender (5xx at MAIL FROM)
         ├── SenderRefusedError      MAIL FROM refused
         └── RecipientsRefusedError  every recipient refused at RCPT; .refusals has one entry each
 
@@ -158,6 +159,10 @@ class TlsSetupError(ConnectionSetupError):
 
 class AuthenticationError(ConnectionSetupError):
     """The server refused the credentials, or no usable AUTH mechanism was offered."""
+
+
+class SenderNotAcceptedError(ConnectionSetupError):
+    """The server refuses the configured default sender itself: every message would fail the same way."""
 
 
 class SenderRefusedError(DeliveryError):

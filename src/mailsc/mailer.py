@@ -13,7 +13,7 @@ from typing import Any
 from .config import ConnectionConfig, Settings
 from .delivery.retry import RetryPolicy
 from .delivery.worker import Worker
-from .errors import MessageError
+from .errors import DeliveryError, MessageError
 from .message import DEFAULT_MAX_RECIPIENTS, DEFAULT_MAX_SIZE, Address, Message
 from .mime import render
 from .outbox.records import AddResult, MessageRecord, NewMessage, fingerprint
@@ -165,6 +165,10 @@ class Mailer:
             self._worker = await self.worker(**options)
             self._worker_task = asyncio.create_task(self._worker.run())
         return self._worker
+
+    def transport_problem(self) -> DeliveryError | None:
+        """Why the background worker has paused the transport (its setup is broken), or None."""
+        return self._worker.breaker.cause if self._worker is not None else None
 
     def wake_worker(self) -> None:
         """Tell the background worker (if any) that mail became due, e.g. after a retry."""

@@ -40,6 +40,18 @@ SMTP_TRANSACTION = Histogram(
 )
 QUEUE_DEPTH = Gauge("mailsc_queue_depth", "Messages in the outbox by status.", ["status"], registry=REGISTRY)
 SMTP_CONNECTIONS_OPEN = Gauge("mailsc_smtp_connections_open", "Open pooled SMTP connections.", registry=REGISTRY)
+TRANSPORT_UP = Gauge(
+    "mailsc_transport_up",
+    "1 while a transport is usable, 0 while its setup is broken.",
+    ["transport"],
+    registry=REGISTRY,
+)
+BREAKER_OPENINGS = Counter(
+    "mailsc_breaker_openings",
+    "Times a transport was paused because its setup broke.",
+    ["transport"],
+    registry=REGISTRY,
+)
 
 _OUTCOMES: dict[str, Counter] = {
     "sent": MESSAGES_SENT,
@@ -81,6 +93,14 @@ def set_queue_depth(counts: Mapping[str, int]) -> None:
 def set_connections_open(n: int) -> None:
     """The number of open pooled SMTP connections (summed over transports)."""
     SMTP_CONNECTIONS_OPEN.set(n)
+
+
+def set_transport_up(transport: str, *, up: bool) -> None:
+    TRANSPORT_UP.labels(transport=transport).set(1 if up else 0)
+
+
+def record_breaker_opened(transport: str) -> None:
+    BREAKER_OPENINGS.labels(transport=transport).inc()
 
 
 def render() -> tuple[bytes, str]:

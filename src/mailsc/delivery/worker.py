@@ -22,6 +22,7 @@ from ..metrics import observe_send, record_outcome
 from ..outbox.records import ClaimedMessage, Settled, new_id, utcnow
 from ..outbox.store import OutboxStore
 from ..transports.base import Outcome, Transport, classify
+from .breaker import CircuitBreaker
 from .retry import RetryPolicy, retry_hint
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class Worker:
         poll_interval: float = 1.0,
         grace: float = 30.0,
         owner: str | None = None,
+        probe_base: float = 2.0,
+        probe_cap: float = 300.0,
     ) -> None:
         self.store = store
         self.transport = transport
@@ -61,6 +64,7 @@ class Worker:
         self._suspect_in_flight = False
         self._sending = 0  # claimed and not yet attempted; recording an outcome does not hold a slot
         self._recover_at = 0.0
+        self.breaker = CircuitBreaker(transport.name, probe_base=probe_base, probe_cap=probe_cap)
         self.sent = 0
 
     def _suspect_done(self, _task: asyncio.Task[None]) -> None:
@@ -87,6 +91,10 @@ class Worker:
             stop_listening = None
         try:
             while not self._stopping:
+                if self.breaker.is_open and await self._paused(burst):
+                    if burst and not self._in_flight:
+                        return
+                    continue
                 free = self.concurrency - self._sending
                 if not self._suspect_in_flight and (free >= threshold or not self._in_flight):
                     try:
@@ -114,6 +122,31 @@ class Worker:
             await self._drain()
             if stop_listening is not None:
                 await stop_listening()
+
+    async def _paused(self, burst: bool) -> bool:
+        """While the transport's setup is broken: probe when due, else wait. True while still paused."""
+        loop = asyncio.get_running_loop()
+        if self.breaker.probe_due(loop.time()):
+            await self._probe()
+        if not self.breaker.is_open:
+            return False
+        if not burst or self._in_flight:
+            await self._pause(min(self.poll_interval, max(0.0, self.breaker.next_probe_at - loop.time())))
+        return True
+
+    async def _probe(self) -> None:
+        """Connect, secure and authenticate without sending anything; close the breaker if that works."""
+        check = getattr(self.transport, "check", None)
+        now = asyncio.get_running_loop().time()
+        if check is None:
+            self.breaker.close(now)  # nothing to probe with: the next send is the probe
+            return
+        try:
+            await check()
+        except DeliveryError as exc:
+            self.breaker.probe_failed(exc, asyncio.get_running_loop().time())
+        else:
+            self.breaker.close(asyncio.get_running_loop().time())
 
     async def _claim(self, limit: int) -> list[ClaimedMessage]:
         """Claim due mail; look for abandoned rows (a dead worker's) at most once per ``poll_interval``, and
@@ -200,6 +233,8 @@ class Worker:
 
     async def _attempt(self, message: ClaimedMessage) -> Settled:
         started = utcnow()
+        if self.breaker.is_open and self.breaker.cause is not None:
+            return self._paused_outcome(message, self.breaker.cause)
         if message.expires_at is not None and started >= message.expires_at:
             logger.info("delivery.expired", extra={"message_id": message.id})
             return Settled(
@@ -229,8 +264,35 @@ class Worker:
         logger.info("delivery.sent", extra={"message_id": message.id, "attempt": message.attempts})
         return Settled(message.id, "sent", detail, attempt_started_at=started)
 
+    def _paused_outcome(self, message: ClaimedMessage, error: DeliveryError) -> Settled:
+        """Deferred without counting the attempt: the setup is broken, not the message. It is due again at once,
+        and is claimed as soon as the transport works again (max age and expires_at still apply)."""
+        now = utcnow()
+        if now - message.created_at > self.policy.max_age:
+            reason = "the transport stayed unavailable past the maximum age"
+            return Settled(
+                message.id,
+                "failed",
+                {"error": str(error), "reason": reason},
+                error=f"{error}; {reason}",
+                smtp_code=error.smtp_code,
+            )
+        detail = {"error": str(error), "code": error.smtp_code, "class": Outcome.UNAVAILABLE.value, "hint": error.hint}
+        return Settled(
+            message.id,
+            "deferred",
+            detail,
+            next_attempt_at=now,
+            error=str(error),
+            smtp_code=error.smtp_code,
+            uncounted=True,
+        )
+
     def _after_failure(self, message: ClaimedMessage, error: DeliveryError, started: datetime) -> Settled:
         outcome = classify(error)
+        if outcome is Outcome.UNAVAILABLE:
+            self.breaker.trip(error, asyncio.get_running_loop().time())
+            return self._paused_outcome(message, error)
         detail: dict[str, object] = {"error": str(error), "code": error.smtp_code, "class": outcome.value}
         if isinstance(error, RecipientsRefusedError):
             detail["refused"] = [

@@ -68,6 +68,7 @@ class Settled:
     error: str | None = None
     smtp_code: int | None = None
     attempt_started_at: datetime | None = None
+    uncounted: bool = False  # the attempt never reached the message (transport paused): give it back
 
 
 @dataclass(frozen=True)

@@ -309,6 +309,7 @@ class OutboxStore(OutboxManagement):
                     "smtp_code": outcome.smtp_code,
                     "b_sent_at": now if outcome.status == "sent" else None,
                     "b_next": (outcome.next_attempt_at or now) if outcome.status == "deferred" else None,
+                    "b_uncount": 1 if outcome.uncounted else 0,
                 }
                 for (_, outcome), ok in zip(items, done, strict=True)
                 if ok
@@ -328,6 +329,7 @@ class OutboxStore(OutboxManagement):
                         next_attempt_at=func.coalesce(
                             bindparam("b_next", type_=UtcDateTime), messages.c.next_attempt_at
                         ),
+                        attempts=messages.c.attempts - bindparam("b_uncount"),
                     ),
                     rows,
                 )

@@ -29,9 +29,11 @@ from ..config import ConnectionConfig, is_loopback
 from ..envelope import Envelope
 from ..errors import (
     AuthenticationError,
+    ConnectionSetupError,
     DeliveryError,
     RecipientRefusal,
     RecipientsRefusedError,
+    SenderNotAcceptedError,
     SenderRefusedError,
     SmtpConnectError,
     TlsSetupError,
@@ -44,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 # A connection idle longer than this is checked with NOOP before use: servers drop idle sessions (often after 60 s+).
 STALE_AFTER_SECONDS = 15.0
+FAIL_FAST_SECONDS = 5.0
 
 _AUTH_HINTS = {
     535: "the server refused the username or password: check them; Gmail and Outlook need an app password, "
@@ -75,6 +78,7 @@ class SmtpTransport:
         self._open = 0
         self._closed = False
         self.connections_opened = 0
+        self._setup_failure: tuple[float, ConnectionSetupError] | None = None
         if config.security != "none" and not config.verify_certs:
             logger.warning(
                 "smtp.verify_certs_disabled", extra={"host": config.host, "detail": "certificates are NOT verified"}
@@ -118,7 +122,7 @@ class SmtpTransport:
 
     async def check(self) -> None:
         """Open, secure and authenticate one connection without sending (a probe); raises as ``send`` would."""
-        connection = await self._open_connection()
+        connection = await self._open_connection(probe=True)
         self._discard(connection, polite=True)
 
     async def aclose(self) -> None:
@@ -142,7 +146,12 @@ class SmtpTransport:
             return connection
         return await self._open_connection()
 
-    async def _open_connection(self) -> _Connection:
+    async def _open_connection(self, *, probe: bool = False) -> _Connection:
+        # After a setup failure (wrong password, bad certificate, server down), the sends queued behind it fail at
+        # once with the same error instead of each trying again: a handful of AUTH attempts, not one per message.
+        failed = self._setup_failure
+        if failed is not None and not probe and time.monotonic() - failed[0] < FAIL_FAST_SECONDS:
+            raise failed[1]
         config = self.config
         smtp = aiosmtplib.SMTP(
             hostname=config.host,
@@ -158,9 +167,14 @@ class SmtpTransport:
         connection = _Connection(smtp)
         try:
             await self._handshake(smtp)
+        except ConnectionSetupError as exc:
+            self._setup_failure = (time.monotonic(), exc)
+            self._discard(connection)
+            raise
         except BaseException:
             self._discard(connection)
             raise
+        self._setup_failure = None
         return connection
 
     async def _handshake(self, smtp: aiosmtplib.SMTP) -> None:
@@ -302,6 +316,15 @@ class SmtpTransport:
             await self._reset(smtp)
             if reply.code == 421:
                 raise _reply_error(reply.code, reply.message, "the server is closing the connection")
+            configured = self.config.sender
+            if reply.code >= 500 and configured is not None and configured.email == envelope.sender:
+                raise SenderNotAcceptedError(
+                    f"{self.config.host} refuses the configured sender {envelope.sender}: {reply.code} {reply.message}",
+                    transient=False,
+                    smtp_code=reply.code,
+                    enhanced_code=parse_enhanced_code(reply.message),
+                    hint="verify the sender address or domain with your provider, or change MAILSC_MAIL_FROM",
+                )
             raise SenderRefusedError(
                 f"sender {envelope.sender} refused: {reply.code} {reply.message}",
                 transient=reply.code < 500,

@@ -28,7 +28,17 @@ async def readyz(svc: ServicesDep) -> Health:
         await svc.store.ping()
     except OutboxUnavailableError as exc:
         raise ApiError(503, f"database: {exc}", slug="not-ready", headers={"Retry-After": "5"}) from None
-    return Health(status="ready", checks={"database": "ok", "transport": svc.mailer.transport.name})
+    name = svc.mailer.transport.name
+    problem = svc.mailer.transport_problem()
+    if problem is not None:
+        hint = f"; {problem.hint}" if problem.hint else ""
+        raise ApiError(
+            503,
+            f"transport {name} unavailable ({type(problem).__name__}): {problem}{hint}",
+            slug="transport-unavailable",
+            headers={"Retry-After": "30"},
+        )
+    return Health(status="ready", checks={"database": "ok", "transport": name})
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
