@@ -13,7 +13,7 @@ from typing import Any
 from .config import ConnectionConfig, Settings
 from .delivery.retry import RetryPolicy
 from .delivery.worker import Worker
-from .errors import DeliveryError, MessageError
+from .errors import ConfigError, DeliveryError, MessageError
 from .message import DEFAULT_MAX_RECIPIENTS, DEFAULT_MAX_SIZE, Address, Message
 from .mime import render
 from .outbox.records import AddResult, MessageRecord, NewMessage, fingerprint
@@ -60,20 +60,24 @@ class Mailer:
         self._worker: Worker | None = None
         self._worker_task: asyncio.Task[None] | None = None
 
+    @staticmethod
+    def transport_for(settings: Settings) -> Transport:
+        """SMTP when a server is configured (memory with ``SUPPRESS_SEND``), else the capture transport."""
+        if settings.smtp is None:
+            logger.warning(
+                "mailer.capture_mode",
+                extra={"detail": "no SMTP server configured (MAILSC_SMTP_URL, MAILSC_SMTP_HOST): mail is captured"},
+            )
+            return CaptureTransport()
+        return MemoryTransport() if settings.smtp.suppress_send else SmtpTransport(settings.smtp)
+
     @classmethod
     def from_env(cls, settings: Settings | None = None, *, outbox: OutboxStore | None = None) -> Mailer:
         """Build a mailer from ``MAILSC_*`` settings (read from the environment when not given): SMTP when a server
         is configured, else the capture transport (mail kept for the dev inbox, never sent); the outbox from
         ``MAILSC_DATABASE_URL`` unless an open ``outbox`` is given."""
         settings = settings if settings is not None else Settings()
-        if settings.smtp is None:
-            logger.warning(
-                "mailer.capture_mode",
-                extra={"detail": "no SMTP server configured (MAILSC_SMTP_URL, MAILSC_SMTP_HOST): mail is captured"},
-            )
-            transport: Transport = CaptureTransport()
-        else:
-            transport = MemoryTransport() if settings.smtp.suppress_send else SmtpTransport(settings.smtp)
+        transport = cls.transport_for(settings)
         return cls(
             transport=transport,
             default_sender=settings.sender,
@@ -159,12 +163,38 @@ class Mailer:
         """A delivery ``Worker`` over this mailer's outbox and transport (``await worker.run()``)."""
         return Worker(await self.outbox_store(), self.transport, self.retry_policy, **options)
 
+    def attach_worker(self, worker: Worker) -> None:
+        """Adopt a worker run by the caller, so ``reload`` switches its transport too."""
+        self._worker = worker
+
     async def start_worker(self, **options: Any) -> Worker:
         """Run the delivery worker in the background of this process until ``aclose()``."""
         if self._worker is None:
             self._worker = await self.worker(**options)
             self._worker_task = asyncio.create_task(self._worker.run())
         return self._worker
+
+    async def reload(self, settings: Settings) -> None:
+        """Use new settings (a rotated password, a new certificate) without dropping the queue or in-flight sends:
+        new messages and the worker switch to a fresh transport; the old one closes as its sends finish."""
+        old = self.transport
+        self.transport = self.transport_for(settings)
+        self.default_sender = settings.sender
+        self.max_size, self.max_recipients = settings.max_message_size, settings.max_recipients
+        if self._worker is not None:
+            self._worker.replace_transport(self.transport)
+        await old.aclose()
+
+    async def reload_from_env(self) -> bool:
+        """Re-read the configuration (SIGHUP); invalid new settings are refused and the old ones stay in force."""
+        try:
+            settings = Settings()
+        except ConfigError as exc:
+            logger.error("config.reload_refused", extra={"problems": [str(p) for p in exc.problems]})
+            return False
+        await self.reload(settings)
+        logger.warning("config.reloaded", extra={"transport": self.transport.name})
+        return True
 
     def transport_problem(self) -> DeliveryError | None:
         """Why the background worker has paused the transport (its setup is broken), or None."""

@@ -208,3 +208,43 @@ async def test_the_configured_sender_refused_is_a_setup_problem(tmp_path: Path) 
         await task
         assert len(server.received) == 3  # deferred while refused, delivered once the server accepted the sender
         await store.close()
+
+
+async def test_sighup_reloads_a_rotated_password_without_dropping_the_queue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server_tls_context: ssl.SSLContext, ca_file: Path
+) -> None:
+    import os
+    import signal
+
+    from mailsc.config import Settings
+
+    server = SmtpServer(starttls_context=server_tls_context, credentials={"app@example.com": "new-password"})
+    await server.start()
+    monkeypatch.chdir(tmp_path)
+    env = (
+        f"MAILSC_DATABASE_URL=sqlite:///{tmp_path / 'outbox.db'}\nMAILSC_SMTP_HOST=127.0.0.1\n"
+        f"MAILSC_SMTP_PORT={server.port}\nMAILSC_SMTP_CA_FILE={ca_file}\nMAILSC_SMTP_USERNAME=app@example.com\n"
+        "MAILSC_MAIL_FROM=app@example.com\n"
+    )
+    (tmp_path / ".env").write_text(env + "MAILSC_SMTP_PASSWORD=old-password\n")
+    async with running(Settings()) as client:
+        services = client.app.state.services  # type: ignore[attr-defined]
+        await fill(services.store, 20)
+        services.mailer.wake_worker()
+
+        async def paused() -> bool:
+            return (await client.get("/readyz")).status_code == 503
+
+        await wait_for(paused)
+        (tmp_path / ".env").write_text(env + "MAILSC_SMTP_PORT=not-a-port\n")  # a broken edit is refused...
+        assert not await services.mailer.reload_from_env()
+        (tmp_path / ".env").write_text(env + "MAILSC_SMTP_PASSWORD=new-password\n")  # ...the right one is taken
+        os.kill(os.getpid(), signal.SIGHUP)
+
+        async def all_sent() -> bool:
+            return bool((await services.store.counts()) == {"sent": 20})
+
+        await wait_for(all_sent)
+        assert (await client.get("/readyz")).status_code == 200
+    await server.stop()
+    assert len(set(unique_message_ids(server))) == len(server.received) == 20

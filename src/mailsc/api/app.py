@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -31,10 +33,12 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         app.state.services = Services(settings=settings, mailer=mailer, store=store)
         if run_worker:
             await mailer.start_worker()
+        reloads = _reload_on_sighup(mailer)
         logger.info("service.started", extra={"worker": run_worker, "transport": mailer.transport.name})
         try:
             yield
         finally:
+            reloads()
             await mailer.aclose()
             logger.info("service.stopped")
 
@@ -49,3 +53,25 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
     app.include_router(health.router)
     app.add_middleware(RequestContext, max_body=settings.max_request_size)
     return app
+
+
+def _reload_on_sighup(mailer: Mailer) -> Callable[[], None]:
+    """SIGHUP re-reads the configuration (``.env``, ``*_FILE`` secrets) and rebuilds the transport in place.
+    Returns the function that removes the handler."""
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[bool]] = set()
+
+    def reload() -> None:
+        task = loop.create_task(mailer.reload_from_env())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, reload)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+        return lambda: None
+
+    def remove() -> None:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+    return remove

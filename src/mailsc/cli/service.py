@@ -95,6 +95,15 @@ def worker(
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, delivery.stop)
+            reloads: set[asyncio.Task[bool]] = set()
+
+            def reload() -> None:  # SIGHUP: new settings, same queue and in-flight sends
+                task = loop.create_task(mailer.reload_from_env())
+                reloads.add(task)
+                task.add_done_callback(reloads.discard)
+
+            mailer.attach_worker(delivery)  # so a reload switches this worker's transport too
+            loop.add_signal_handler(signal.SIGHUP, reload)
             await delivery.run(burst=burst)
         finally:
             await mailer.aclose()

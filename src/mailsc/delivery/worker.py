@@ -67,6 +67,14 @@ class Worker:
         self.breaker = CircuitBreaker(transport.name, probe_base=probe_base, probe_cap=probe_cap)
         self.sent = 0
 
+    def replace_transport(self, transport: Transport) -> None:
+        """New settings: later sends use ``transport``, and a paused transport is tried again at once."""
+        self.transport = transport
+        self.breaker = CircuitBreaker(
+            transport.name, probe_base=self.breaker.probe_base, probe_cap=self.breaker.probe_cap
+        )
+        self.wake()
+
     def _suspect_done(self, _task: asyncio.Task[None]) -> None:
         self._suspect_in_flight = False
 
