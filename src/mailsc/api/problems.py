@@ -80,16 +80,10 @@ class ApiError(Exception):
         super().__init__(detail)
 
 
-def problem_response(
-    request: Request | None,
-    status: int,
-    detail: str,
-    *,
-    slug: str | None = None,
-    title: str | None = None,
-    errors: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
+def problem_response(request: Request | None, error: ApiError) -> JSONResponse:
+    """The problem document for ``error``, with the request id when there is one."""
+    status, slug, title, errors, headers = error.status, error.slug, error.title, error.errors, error.headers
+    detail = error.detail
     body: dict[str, Any] = {
         "type": f"https://mailsc.dev/problems/{slug}" if slug else "about:blank",
         "title": title or HTTPStatus(status).phrase,
@@ -131,15 +125,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _problem(request: Request, exc: ApiError) -> JSONResponse:
-        return problem_response(
-            request, exc.status, exc.detail, slug=exc.slug, title=exc.title, errors=exc.errors, headers=exc.headers
-        )
+        return problem_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         status, detail, errors = _validation_errors(exc)
         slug = "malformed-json" if status == 400 else "validation"
-        return problem_response(request, status, detail, slug=slug, errors=errors if status == 422 else None)
+        return problem_response(request, ApiError(status, detail, slug=slug, errors=errors if status == 422 else None))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -150,7 +142,7 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path}"
             headers = {"Allow": ", ".join(_allowed_methods(request))}
-        return problem_response(request, exc.status_code, detail, headers=headers)
+        return problem_response(request, ApiError(exc.status_code, detail, headers=headers))
 
     @app.exception_handler(MailscError)
     async def _mailsc(request: Request, exc: MailscError) -> JSONResponse:
@@ -158,13 +150,12 @@ def install(app: FastAPI) -> None:
             if isinstance(exc, error_type):
                 errors = exc.errors if isinstance(exc, MessageError) else None
                 headers = {"Retry-After": "5"} if status == 503 else None
-                return problem_response(request, status, str(exc), slug=slug, errors=errors, headers=headers)
+                return problem_response(request, ApiError(status, str(exc), slug=slug, errors=errors, headers=headers))
         logger.error("api.unmapped_error", extra={"error": type(exc).__name__})
-        return problem_response(request, 500, "an unexpected error occurred", slug="internal")
+        return problem_response(request, ApiError(500, "an unexpected error occurred", slug="internal"))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.error("api.unexpected_error", exc_info=exc, extra={"path": request.url.path})
-        return problem_response(
-            request, 500, "an unexpected error occurred; quote the request id when reporting it", slug="internal"
-        )
+        detail = "an unexpected error occurred; quote the request id when reporting it"
+        return problem_response(request, ApiError(500, detail, slug="internal"))
