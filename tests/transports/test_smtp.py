@@ -35,6 +35,12 @@ def plain(server: SmtpServer, **extra: Any) -> ConnectionConfig:
     return ConnectionConfig(host="127.0.0.1", port=server.port, security="none", timeout=5, **extra)
 
 
+def secured(server: SmtpServer, security: str, ca_file: Path | None, **extra: Any) -> SmtpTransport:
+    """A transport to ``server`` with TLS (``starttls`` or ``tls``) verified against the test CA."""
+    options: dict[str, Any] = {"host": "127.0.0.1", "timeout": 5, **extra}
+    return SmtpTransport(ConnectionConfig(port=server.port, security=security, ca_file=ca_file, **options))
+
+
 async def test_plain_delivery_is_byte_exact(smtp_server: SmtpServer) -> None:
     transport = SmtpTransport(plain(smtp_server))
     sent = envelope(to=["a@example.org", "b@example.org"])
@@ -51,9 +57,7 @@ async def test_plain_delivery_is_byte_exact(smtp_server: SmtpServer) -> None:
 
 async def test_starttls_verified(server_tls_context: ssl.SSLContext, ca_file: Path) -> None:
     async with SmtpServer(starttls_context=server_tls_context) as server:
-        transport = SmtpTransport(
-            ConnectionConfig(host="127.0.0.1", port=server.port, security="starttls", ca_file=ca_file, timeout=5)
-        )
+        transport = secured(server, "starttls", ca_file)
         await transport.send(envelope())
         await transport.aclose()
     assert "STARTTLS" in server.commands
@@ -75,9 +79,7 @@ async def test_certificate_for_another_host_is_refused(ca: trustme.CA, ca_file: 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("mail.elsewhere.test").configure_cert(context)
     async with SmtpServer(starttls_context=context) as server:
-        transport = SmtpTransport(
-            ConnectionConfig(host="127.0.0.1", port=server.port, security="starttls", ca_file=ca_file, timeout=5)
-        )
+        transport = secured(server, "starttls", ca_file)
         with pytest.raises(TlsSetupError, match=r"not valid for '127\.0\.0\.1'") as info:
             await transport.send(envelope())
         await transport.aclose()
@@ -89,9 +91,7 @@ async def test_untrusted_ca_is_refused(ca_file: Path) -> None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     trustme.CA().issue_cert("127.0.0.1").configure_cert(context)  # a CA the client does not know
     async with SmtpServer(implicit_tls_context=context) as server:
-        transport = SmtpTransport(
-            ConnectionConfig(host="127.0.0.1", port=server.port, security="tls", ca_file=ca_file, timeout=5)
-        )
+        transport = secured(server, "tls", ca_file)
         with pytest.raises(TlsSetupError, match="unknown CA") as info:
             await transport.send(envelope())
         await transport.aclose()
@@ -138,9 +138,7 @@ async def test_starttls_required_but_not_offered_sends_nothing_in_clear() -> Non
 
 async def test_implicit_tls_to_a_starttls_port_explains(ca_file: Path) -> None:
     async with SmtpServer() as server:  # speaks plaintext SMTP first
-        transport = SmtpTransport(
-            ConnectionConfig(host="127.0.0.1", port=server.port, security="tls", ca_file=ca_file, timeout=2)
-        )
+        transport = secured(server, "tls", ca_file, timeout=2)
         with pytest.raises(TlsSetupError, match="handshake") as info:
             await transport.send(envelope())
         await transport.aclose()
@@ -170,17 +168,7 @@ async def test_auth_after_starttls(server_tls_context: ssl.SSLContext, ca_file: 
 
 async def test_wrong_password_is_an_authentication_error(server_tls_context: ssl.SSLContext, ca_file: Path) -> None:
     async with SmtpServer(starttls_context=server_tls_context, credentials={"user@example.com": "right"}) as server:
-        transport = SmtpTransport(
-            ConnectionConfig(
-                host="127.0.0.1",
-                port=server.port,
-                security="starttls",
-                ca_file=ca_file,
-                username="user@example.com",
-                password="wrong",
-                timeout=5,
-            )
-        )
+        transport = secured(server, "starttls", ca_file, username="user@example.com", password="wrong")
         with pytest.raises(AuthenticationError) as info:
             await transport.send(envelope())
         await transport.aclose()
@@ -195,9 +183,7 @@ async def test_wrong_password_is_an_authentication_error(server_tls_context: ssl
 
 async def test_auth_required_but_not_given(server_tls_context: ssl.SSLContext, ca_file: Path) -> None:
     async with SmtpServer(starttls_context=server_tls_context, credentials={"u": "p"}) as server:
-        transport = SmtpTransport(
-            ConnectionConfig(host="127.0.0.1", port=server.port, security="starttls", ca_file=ca_file, timeout=5)
-        )
+        transport = secured(server, "starttls", ca_file)
         with pytest.raises(SenderRefusedError) as info:
             await transport.send(envelope())
         await transport.aclose()
@@ -361,29 +347,9 @@ async def test_aclose_quits_idle_connections(smtp_server: SmtpServer) -> None:
 
 async def test_check_probes_without_sending(server_tls_context: ssl.SSLContext, ca_file: Path) -> None:
     async with SmtpServer(starttls_context=server_tls_context, credentials={"u@example.com": "pw"}) as server:
-        good = SmtpTransport(
-            ConnectionConfig(
-                host="127.0.0.1",
-                port=server.port,
-                security="starttls",
-                ca_file=ca_file,
-                username="u@example.com",
-                password="pw",
-                timeout=5,
-            )
-        )
+        good = secured(server, "starttls", ca_file, username="u@example.com", password="pw")
         await good.check()
-        bad = SmtpTransport(
-            ConnectionConfig(
-                host="127.0.0.1",
-                port=server.port,
-                security="starttls",
-                ca_file=ca_file,
-                username="u@example.com",
-                password="no",
-                timeout=5,
-            )
-        )
+        bad = secured(server, "starttls", ca_file, username="u@example.com", password="no")
         with pytest.raises(AuthenticationError):
             await bad.check()
         await asyncio.sleep(0.05)
