@@ -70,7 +70,8 @@ def serve(
 
 def worker(
     burst: Annotated[bool, typer.Option(help="deliver what is due, then exit")] = False,
-    concurrency: Annotated[int, typer.Option(min=1, help="sends in flight at once")] = 32,
+    concurrency: Annotated[int, typer.Option(min=1, help="messages claimed and in flight at once")] = 256,
+    batch_size: Annotated[int, typer.Option(min=1, help="most messages one claim takes")] = 200,
     lease_seconds: Annotated[float, typer.Option(min=1, help="how long a claim holds a message")] = 300.0,
     grace: Annotated[float, typer.Option(min=0, help="seconds to finish in-flight sends on SIGTERM")] = 30.0,
 ) -> None:
@@ -89,6 +90,7 @@ def worker(
                 mailer.transport,
                 mailer.retry_policy,
                 concurrency=concurrency,
+                batch_size=batch_size,
                 lease=timedelta(seconds=lease_seconds),
                 grace=grace,
             )

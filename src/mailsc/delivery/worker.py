@@ -37,8 +37,8 @@ class Worker:
         transport: Transport,
         policy: RetryPolicy | None = None,
         *,
-        concurrency: int = 64,
-        batch_size: int = 100,
+        concurrency: int = 256,  # claimed and waiting for a pooled connection: big claims, few transactions
+        batch_size: int = 200,
         lease: timedelta = timedelta(minutes=5),
         max_attempts: int = 30,
         poll_interval: float = 1.0,
