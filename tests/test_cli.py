@@ -791,3 +791,40 @@ def test_outbox_retry_queues_a_failed_message_again(smtp: SmtpServer, database_u
 def test_outbox_unknown_ids_exit_1() -> None:
     for command in ("show", "retry", "cancel"):
         assert "no message 01NOSUCHID" in one_line_error(run("outbox", command, "01NOSUCHID"), 1)
+
+
+def test_reload_signals_a_running_worker_which_rereads_its_settings(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(("MAILSC_", "SMTP_", "MAIL_"))}
+    (tmp_path / ".env").write_text(f"MAILSC_DATABASE_URL=sqlite:///{tmp_path / 'outbox.db'}\n")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "mailsc", "worker"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(3)  # started and idle
+        result = run("reload", "--pid", str(worker.pid))
+        assert result.exit_code == 0, result.output
+        assert str(worker.pid) in result.stdout
+        time.sleep(1.5)
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, stderr[-2000:]
+    assert "config.reloaded" in stderr
+
+
+def test_reload_without_a_running_service_says_so() -> None:
+    result = run("reload", "--pid", "999999999")
+    assert result.exit_code == 1
+    assert "cannot signal process 999999999" in result.stderr

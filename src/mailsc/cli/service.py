@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,7 +14,7 @@ import typer
 from ..config import is_loopback
 from ..delivery.worker import Worker
 from ..mailer import Mailer
-from .common import EXIT_USAGE, _configure_logging, _errors, _fail, _on_store, _settings
+from .common import EXIT_FAILED, EXIT_USAGE, _configure_logging, _errors, _fail, _on_store, _settings
 
 
 def check_config() -> None:
@@ -122,3 +125,37 @@ def migrate() -> None:
 
     _on_store(settings, lambda store: store.migrate())  # opening migrates; again is a no-op
     typer.echo("outbox schema is up to date")
+
+
+def _running_services() -> list[int]:
+    """Process ids of this machine's ``mailsc serve`` and ``mailsc worker`` processes (Linux ``/proc``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        words = [Path(a.decode(errors="replace")).name for a in argv if a]
+        if any(w == "mailsc" or w.startswith("mailsc") for w in words) and {"serve", "worker"} & set(words):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def reload(
+    pid: Annotated[list[int] | None, typer.Option("--pid", help="signal this process only; repeat for several")] = None,
+) -> None:
+    """Make running `mailsc serve` / `mailsc worker` processes re-read the configuration (SIGHUP): a rotated
+    password or certificate takes effect without a restart; invalid new settings are refused and logged."""
+    targets = list(pid) if pid else _running_services()
+    if not targets:
+        raise _fail("no running `mailsc serve` or `mailsc worker` process found", EXIT_FAILED)
+    for target in targets:
+        try:
+            os.kill(target, signal.SIGHUP)
+        except OSError as exc:
+            raise _fail(f"cannot signal process {target}: {exc.strerror}", EXIT_FAILED) from None
+    typer.echo(
+        f"asked {len(targets)} process{'es' if len(targets) != 1 else ''} to reload: " + ", ".join(map(str, targets))
+    )
