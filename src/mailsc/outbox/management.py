@@ -64,7 +64,13 @@ class OutboxManagement(OutboxBase):
                     .order_by(events.c.id)
                 )
             ).all()
-        return _record(row._mapping, [{"type": e.type, "at": e.at, "detail": e.detail} for e in timeline])
+        # Acceptance is not stored as an event row (one insert fewer per message): it is the row's created_at.
+        accepted = {
+            "type": "queued",
+            "at": row.created_at,
+            "detail": {"send_at": row.send_at.isoformat()} if row.send_at else {},
+        }
+        return _record(row._mapping, [accepted, *({"type": e.type, "at": e.at, "detail": e.detail} for e in timeline)])
 
     async def list_messages(
         self,

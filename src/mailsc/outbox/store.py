@@ -116,7 +116,6 @@ class OutboxStore(OutboxManagement):
         now = utcnow()
         results: list[AddResult | BaseException] = []
         rows: list[dict[str, Any]] = []
-        queued: list[dict[str, Any]] = []
         keys = [i.idempotency_key for i in items if i.idempotency_key]
         async with self._write() as conn:
             known: dict[str, tuple[str, str, datetime]] = {}
@@ -137,21 +136,12 @@ class OutboxStore(OutboxManagement):
                     )
                     continue
                 row = self._row(item, now)
-                rows.append(row)
-                queued.append(
-                    {
-                        "message_id": row["id"],
-                        "type": "queued",
-                        "at": now,
-                        "detail": {"send_at": item.send_at.isoformat()} if item.send_at else {},
-                    }
-                )
+                rows.append(row)  # its "queued" event is the row itself (created_at): see OutboxManagement.get
                 if key:
                     known[key] = (row["id"], item.fingerprint, now)
                 results.append(AddResult(row["id"], now))
             if rows:
                 await conn.execute(insert(messages), rows)
-                await conn.execute(insert(events), queued)
                 await self._notify(conn)
         return results
 
