@@ -14,6 +14,7 @@ from bench import DOC, Section, Settings, outbox, transport, write_section
 BENCHMARKS: dict[str, Callable[[Settings], Section]] = {
     "transport": transport.run,
     "outbox": outbox.run,
+    "outbox-breaker": outbox.run_breaker,
 }
 
 

@@ -11,9 +11,16 @@ grouping as the difference.
 process (so its CPU time and peak RSS are its own) delivering everything to Postfix's smtp-sink over plain SMTP on
 loopback. Every message must end ``sent``. The same with a larger backlog on SQLite gives the worker's peak RSS.
 
-``python -m bench.outbox`` runs this benchmark alone and writes its section of docs/benchmarks.md
-(``BENCH_QUICK=1``: fewer messages, one trial, prints only). ``BENCH_POSTGRES_URL`` names the PostgreSQL database
-(created if missing; its mailsc tables are dropped before every trial).
+**Breaker open**: a 100,000-message SQLite backlog and ``python -m mailsc worker`` (no ``--burst``) pointed at a
+loopback port where nothing listens, so its circuit breaker opens (it defers without counting attempts, stops
+claiming and probes with backoff). Over a 30 s window: the worker process's CPU (``/proc/PID/stat``), and the
+50-caller group-commit enqueue against the same database, compared with the same enqueue just before, no worker
+running. Nothing may end ``failed`` and no attempt may be burned.
+
+``python -m bench.outbox`` runs this benchmark alone and writes its sections of docs/benchmarks.md (``## Outbox``,
+then ``## Outbox: breaker open``); ``python -m bench.outbox breaker`` measures and writes only the latter
+(``BENCH_QUICK=1``: fewer messages, one trial, a 10 s window, prints only). ``BENCH_POSTGRES_URL`` names the
+PostgreSQL database (created if missing; its mailsc tables are dropped before every trial).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -49,7 +57,7 @@ from bench import (
     wait_until_quiet,
     write_section,
 )
-from bench.sink import Server, install_postfix_tools, smtp_sink
+from bench.sink import HOST, Server, free_port, install_postfix_tools, smtp_sink
 from bench.transport import MESSAGE_SIZE, build_envelope
 from mailsc import Envelope
 from mailsc.outbox.engine import WRITE
@@ -70,6 +78,10 @@ WORKER_TIMEOUT = 900.0
 ENQUEUE_TARGET = 5000.0
 DRAIN_TARGET = 2500.0  # on SQLite
 RSS_TARGET_MB = 200.0  # worker peak RSS with RSS_BACKLOG queued
+BREAKER_CPU_TARGET = 0.02  # cores: the worker with its breaker open and BREAKER_BACKLOG queued
+BREAKER_BACKLOG = 100_000
+BREAKER_OPEN_TIMEOUT = 180.0  # seconds from starting the worker to its `transport.unavailable`
+BREAKER_SETTLE = 2.0  # seconds after the breaker opened, for the deferrals in flight to be recorded
 
 TRIALS = 3  # per case in a full run, interleaved; each row is the median
 DISTURBED = 0.25  # other programs' cores during a trial that make it worth repeating
@@ -836,12 +848,250 @@ def run(settings: Settings) -> Section:
         return Section("Outbox", report(results, bench, postgres if pg else f"PostgreSQL {postgres}", trials))
 
 
+# -- breaker open ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BreakerTrial:
+    """The worker paused by its open breaker, with a backlog queued, while the API-side enqueue runs beside it."""
+
+    backlog: int
+    opened_after: float  # seconds from starting the worker to `transport.unavailable` in its log
+    window: float  # seconds the worker's CPU was measured over
+    worker_cpu: float  # its user + system seconds within the window
+    worker_cpu_enqueue: float  # ... of which while the enqueue ran
+    worker_rss_mb: float  # its peak resident set (VmHWM) when stopped
+    baseline: EnqueueTrial  # the enqueue just before, no worker running
+    loaded: EnqueueTrial  # the enqueue in the window, beside the paused worker
+    used: Used  # the window (other programs' CPU)
+    counts: dict[str, int]  # rows by status after the worker stopped
+    deferred_max_attempts: int  # largest `attempts` of the `deferred` rows
+    max_attempts: int  # largest `attempts` of any row
+    exit_code: int  # the worker's, after SIGTERM
+
+    @property
+    def cores(self) -> float:
+        return self.worker_cpu / self.window
+
+    @property
+    def ratio(self) -> float:
+        return self.loaded.rate / self.baseline.rate
+
+    @property
+    def intact(self) -> bool:
+        """Nothing failed, some rows were deferred, and no deferral counted an attempt."""
+        return self.counts.get("failed", 0) == 0 and self.counts.get("deferred", 0) > 0 and self.max_attempts <= 1
+
+
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds a running process has used (/proc/PID/stat)."""
+    return _proc_cpu(Path(f"/proc/{pid}/stat").read_text())[1]
+
+
+def breaker_environment(url: str, port: int) -> dict[str, str]:
+    """``mailsc worker``'s environment for the breaker trial: SMTP on a loopback port where nothing listens."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSC_")}
+    env.update(
+        MAILSC_DATABASE_URL=url,
+        MAILSC_SMTP_HOST=HOST,
+        MAILSC_SMTP_PORT=str(port),
+        MAILSC_SMTP_SECURITY="none",
+        MAILSC_MAIL_FROM=SENDER,
+        MAILSC_LOG_LEVEL="warning",
+    )
+    return env
+
+
+def _wait_for_breaker(process: subprocess.Popen[bytes], log: Path, timeout: float) -> float:
+    """Seconds until the worker logs ``transport.unavailable`` (its breaker opened); raises if it never does."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        if "transport.unavailable" in log.read_text(errors="replace"):
+            return time.monotonic() - began
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    tail = log.read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"the worker's breaker did not open (exit {process.poll()}); its log ends:\n{tail}")
+
+
+async def _attempts(url: str) -> tuple[dict[str, int], int, int]:
+    """Rows by status, and the largest ``attempts`` among the deferred rows and among all rows."""
+    store = await OutboxStore.open(url, migrate=False)
+    try:
+        counts = await store.counts()
+        async with store.engine.connect() as conn:
+            deferred = await conn.scalar(select(func.max(messages.c.attempts)).where(messages.c.status == "deferred"))
+            anywhere = await conn.scalar(select(func.max(messages.c.attempts)))
+    finally:
+        await store.close()
+    return counts, int(deferred or 0), int(anywhere or 0)
+
+
+def measure_breaker(
+    settings: Settings, directory: Path, envelope: Envelope, backlog: int, enqueue: int, window: float
+) -> BreakerTrial:
+    """One trial: fill, enqueue with no worker, start the worker against a dead port, wait for its breaker, then
+    measure its CPU over ``window`` seconds while the same enqueue runs again; SIGTERM it; check the rows."""
+    url = f"sqlite:///{directory / 'breaker.db'}"
+    asyncio.run(_fill(url, envelope, backlog))
+    case = EnqueueCase(SQLITE, "group", enqueue)
+
+    def run_enqueue() -> EnqueueTrial:
+        with asyncio.Runner(loop_factory=settings.loop_factory) as runner:
+            return runner.run(_enqueue(url, case, envelope))
+
+    load = wait_until_quiet(settings.quiet_timeout)
+    if load >= DISTURBED:
+        print(f"  (other programs keep {load:.2f} cores busy; measuring anyway)", flush=True)
+    baseline = run_enqueue()
+    print(f"  breaker: enqueue, no worker: {baseline.messages} at {baseline.rate:,.0f} msg/s", flush=True)
+    port = free_port()  # bound and closed again: nothing listens there
+    log = directory / "breaker.log"
+    command = [sys.executable, "-m", "mailsc", "worker"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            env=breaker_environment(url, port),
+            cwd=directory,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+        )
+    try:
+        opened_after = _wait_for_breaker(process, log, BREAKER_OPEN_TIMEOUT)
+        time.sleep(BREAKER_SETTLE)
+        wait_until_quiet(min(settings.quiet_timeout, 30.0))
+        start, cpu_start = Cpu.take(), _process_cpu(process.pid)
+        loaded = run_enqueue()
+        cpu_enqueue = _process_cpu(process.pid) - cpu_start
+        time.sleep(max(0.0, start.wall + window - time.perf_counter()))
+        cpu_end, end = _process_cpu(process.pid), Cpu.take()
+        rss = _peak_rss_kb(process.pid) / 1024
+        worker_cpu = cpu_end - cpu_start
+        used = Used.between(start, end, worker_cpu)  # the worker counted as ours, not as another program
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            exit_code = process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            exit_code = process.wait()
+    counts, deferred_max, max_attempts = asyncio.run(_attempts(url))
+    return BreakerTrial(
+        backlog,
+        opened_after,
+        used.seconds,
+        worker_cpu,
+        cpu_enqueue,
+        rss,
+        baseline,
+        loaded,
+        used,
+        counts,
+        deferred_max,
+        max_attempts,
+        exit_code,
+    )
+
+
+def breaker_report(trial: BreakerTrial, settings: Settings) -> str:
+    header = ["measured", "value"]
+    rows = [
+        ["backlog queued (SQLite)", f"{trial.backlog:,}"],
+        ["breaker opened after worker start, s", f"{trial.opened_after:.1f}"],
+        ["window, s", f"{trial.window:.1f}"],
+        ["worker CPU in the window, s", f"{trial.worker_cpu:.2f}"],
+        ["worker CPU, % of one core", f"**{trial.cores * 100:.2f}**"],
+        [
+            f"... of which while the enqueue ran ({trial.loaded.used.seconds:.1f} s), s",
+            f"{trial.worker_cpu_enqueue:.2f}",
+        ],
+        ["worker peak RSS, MB", f"{trial.worker_rss_mb:.0f}"],
+        [f"enqueue, no worker: {trial.baseline.messages:,} msgs, msg/s", f"{trial.baseline.rate:,.0f}"],
+        [f"enqueue, breaker open: {trial.loaded.messages:,} msgs, msg/s", f"{trial.loaded.rate:,.0f}"],
+        [
+            "enqueue add p99 ms, no worker / breaker open",
+            f"{trial.baseline.latency_ms(0.99):.1f} / {trial.loaded.latency_ms(0.99):.1f}",
+        ],
+        ["breaker open / no worker", f"**{trial.ratio:.2f}x**"],
+        ["rows by status after SIGTERM", ", ".join(f"{k} {v:,}" for k, v in sorted(trial.counts.items()))],
+        ["max attempts: deferred rows / any row", f"{trial.deferred_max_attempts} / {trial.max_attempts}"],
+        ["worker exit code after SIGTERM", str(trial.exit_code)],
+        ["other programs, cores", f"{trial.used.other_cores:.2f}"],
+    ]
+    table = markdown_table(header, rows, [False, True])
+    intact = (
+        "**yes**"
+        if trial.intact
+        else f"**no** (failed {trial.counts.get('failed', 0)}, max attempts {trial.max_attempts})"
+    )
+    setup = (
+        f"- A {trial.backlog:,}-message SQLite backlog (as for Drain), then the {CALLERS}-caller group-commit enqueue "
+        f"of {trial.baseline.messages:,} messages (as for Enqueue) on that database with no worker running. Then "
+        "`python -m mailsc worker` (no `--burst`, the CLI's defaults) in its own process with "
+        "`MAILSC_SMTP_HOST=127.0.0.1`, `MAILSC_SMTP_PORT` a loopback port where nothing listens (bound to port 0 "
+        "and closed), `MAILSC_SMTP_SECURITY=none`, `MAILSC_LOG_LEVEL=warning`. Once it logs "
+        f"`transport.unavailable` (the breaker opened) and {BREAKER_SETTLE:g} s more, a {trial.window:.0f} s window: "
+        "the worker's user + system CPU from `/proc/PID/stat`, and the same enqueue again against the same database "
+        "at the start of the window. Then SIGTERM. **breaker open / no worker** is the ratio of the two enqueue "
+        "rates.\n"
+        "- Deferrals with the breaker open must not count attempts: every row ends `queued`, `deferred` (due again, "
+        "uncounted) or was released by the SIGTERM; none `failed`, and no row has more than 1 attempt."
+    )
+    targets_lines = [
+        f"- worker CPU with breaker open < {BREAKER_CPU_TARGET * 100:g}% of a core: {trial.cores * 100:.2f}%: "
+        f"{_verdict(trial.cores, BREAKER_CPU_TARGET, False)}",
+        f"- API accept rate with breaker open vs normal: {trial.loaded.rate:,.0f} / {trial.baseline.rate:,.0f} msg/s "
+        f"= **{trial.ratio:.2f}x**",
+        f"- nothing failed, no attempts burned: {intact}",
+    ]
+    reproduce = (
+        "How to reproduce: `python -m bench.outbox breaker` (about 3 minutes; writes only this section); "
+        "`BENCH_QUICK=1 python -m bench.outbox breaker`: 10 s window, prints only. `python -m bench.outbox` "
+        "measures the Outbox section and this one."
+    )
+    return "\n\n".join(
+        [
+            f"{machine_line(settings)} mailsc {package_version('mailsc')}; SQLite {sqlite3.sqlite_version}. One trial.",
+            setup,
+            table,
+            "Targets:\n\n" + "\n".join(targets_lines),
+            reproduce,
+        ]
+    )
+
+
+def run_breaker(settings: Settings) -> Section:
+    """The breaker-open measurement alone; returns the ``## Outbox: breaker open`` section."""
+    sizes = Sizes.for_run(settings.quick)
+    window = 10.0 if settings.quick else 30.0
+    with tempfile.TemporaryDirectory(prefix="mailsc-bench-breaker-") as tmp:
+        print(f"outbox, breaker open: {BREAKER_BACKLOG:,} queued, {window:.0f} s window", flush=True)
+        envelope = build_envelope(MESSAGE_SIZE)
+        trial = measure_breaker(settings, Path(tmp), envelope, BREAKER_BACKLOG, sizes.enqueue, window)
+        print(
+            f"  breaker: worker {trial.cores * 100:.2f}% of a core, enqueue {trial.loaded.rate:,.0f} vs "
+            f"{trial.baseline.rate:,.0f} msg/s ({trial.ratio:.2f}x), counts {trial.counts}, max attempts "
+            f"{trial.max_attempts}",
+            flush=True,
+        )
+        return Section("Outbox: breaker open", breaker_report(trial, settings))
+
+
+def _main(argv: list[str]) -> None:
+    settings = Settings.from_env()
+    if argv not in ([], ["breaker"]):
+        raise SystemExit("usage: python -m bench.outbox [breaker]")
+    sections = [run_breaker(settings)] if argv else [run(settings), run_breaker(settings)]
+    for section in sections:
+        print(f"\n## {section.title}\n\n{section.markdown}\n", flush=True)
+        if settings.quick:
+            print("(quick run: docs/benchmarks.md left unchanged)")
+        else:
+            write_section(section)
+            print("(written to docs/benchmarks.md)")
+
+
 if __name__ == "__main__":
-    _settings = Settings.from_env()
-    _section = run(_settings)
-    print(f"\n## {_section.title}\n\n{_section.markdown}\n", flush=True)
-    if _settings.quick:
-        print("(quick run: docs/benchmarks.md left unchanged)")
-    else:
-        write_section(_section)
-        print("(written to docs/benchmarks.md)")
+    _main(sys.argv[1:])
