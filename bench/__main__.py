@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from bench import DOC, Section, Settings, outbox, transport, write_section
+from bench import DOC, Section, Settings, api, outbox, transport, write_section
 
 BENCHMARKS: dict[str, Callable[[Settings], Section]] = {
     "transport": transport.run,
     "outbox": outbox.run,
     "outbox-breaker": outbox.run_breaker,
+    "api": api.run,
 }
 
 
