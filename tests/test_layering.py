@@ -87,3 +87,4 @@ def test_the_check_sees_real_imports() -> None:
     modules = _modules()
     assert "config" in modules["transports.smtp"]
     assert "errors" in modules["transports.smtp"]
+    assert "transports.smtp_errors" in modules["transports.smtp"]

@@ -1,6 +1,7 @@
 """SMTP delivery over a pool of persistent, verified-TLS aiosmtplib connections.
 
-This is the one module that sees aiosmtplib's exceptions; each is translated here into the ``errors.py`` tree.
+This module and ``smtp_errors.py`` are the only ones that see aiosmtplib's exceptions; each is translated into the
+``errors.py`` tree.
 The TLS context is built once per transport (``ssl.create_default_context()`` costs ~30 ms of CPU) and reused for
 every connection. STARTTLS, when configured, is required: a server that does not offer it gets no ``MAIL FROM``.
 """
@@ -9,15 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import ssl
 import time
 from dataclasses import dataclass
 
 import aiosmtplib
 from aiosmtplib import (
     SMTPAuthenticationError,
-    SMTPConnectResponseError,
     SMTPException,
     SMTPNotSupported,
     SMTPResponseException,
@@ -35,35 +33,18 @@ from ..errors import (
     RecipientsRefusedError,
     SenderNotAcceptedError,
     SenderRefusedError,
-    SmtpConnectError,
     TlsSetupError,
     parse_enhanced_code,
 )
 from .base import SendResult
-from .tls import CERT_HINT, build_tls_context, describe_certificate_error
+from .smtp_errors import AUTH_HINTS, connect_error, reply_error
+from .tls import build_tls_context
 
 logger = logging.getLogger(__name__)
 
 # A connection idle longer than this is checked with NOOP before use: servers drop idle sessions (often after 60 s+).
 STALE_AFTER_SECONDS = 15.0
 FAIL_FAST_SECONDS = 5.0
-
-_AUTH_HINTS = {
-    535: "the server refused the username or password: check them; Gmail and Outlook need an app password, "
-    "and most providers want the full email address as the username",
-    534: "the server wants a stronger sign-in (e.g. an app password, or OAuth) for this account",
-    530: "the server requires authentication (and maybe TLS) first: set a username and password",
-    538: "the server requires TLS before authentication: use security=starttls or tls",
-}
-
-
-def _causes(exc: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
 
 
 class SmtpTransport:
@@ -183,7 +164,7 @@ class SmtpTransport:
             await smtp.connect()
             await smtp.ehlo()
         except (SMTPException, OSError) as exc:
-            raise self._connect_error(exc) from None
+            raise connect_error(exc, self.config) from None
         if config.security == "starttls":
             if not smtp.supports_extension("starttls"):
                 raise TlsSetupError(
@@ -196,7 +177,7 @@ class SmtpTransport:
                 await smtp.starttls(tls_context=self._tls_context)
                 await smtp.ehlo()
             except (SMTPException, OSError) as exc:
-                raise self._connect_error(exc, during="STARTTLS") from None
+                raise connect_error(exc, self.config, during="STARTTLS") from None
         if config.username is not None and config.password is not None:
             try:
                 await self._login(smtp, config.username, config.password.get_secret_value())
@@ -206,7 +187,7 @@ class SmtpTransport:
                     transient=False,
                     smtp_code=exc.code,
                     enhanced_code=parse_enhanced_code(exc.message),
-                    hint=_AUTH_HINTS.get(exc.code, "check the username and password"),
+                    hint=AUTH_HINTS.get(exc.code, "check the username and password"),
                 ) from None
             except SMTPNotSupported:
                 offered = smtp.esmtp_extensions.get("auth", "none")
@@ -216,7 +197,7 @@ class SmtpTransport:
                     hint="many servers offer AUTH only after TLS: use security=starttls or tls",
                 ) from None
             except (SMTPException, OSError) as exc:
-                raise self._connect_error(exc, during="AUTH") from None
+                raise connect_error(exc, self.config, during="AUTH") from None
 
     @staticmethod
     async def _login(smtp: aiosmtplib.SMTP, username: str, password: str) -> None:
@@ -232,59 +213,6 @@ class SmtpTransport:
                 await method(username, password)
                 return
         raise SMTPNotSupported("no supported AUTH mechanism")
-
-    def _connect_error(self, exc: BaseException, during: str = "connect") -> DeliveryError:
-        host, port = self.config.host, self.config.port
-        where = f"{host}:{port}"
-        for cause in _causes(exc):
-            if isinstance(cause, ssl.SSLCertVerificationError):
-                return TlsSetupError(describe_certificate_error(cause, host), transient=False, hint=CERT_HINT)
-        for cause in _causes(exc):
-            if isinstance(cause, ssl.SSLError):
-                hint = (
-                    "the port may expect STARTTLS (587) rather than implicit TLS"
-                    if during == "connect"
-                    else "the server's TLS setup is broken or too old (TLS 1.2 or newer is required)"
-                )
-                return TlsSetupError(
-                    f"TLS handshake with {where} failed: {cause.reason or cause}", transient=False, hint=hint
-                )
-            if isinstance(cause, socket.gaierror):
-                return SmtpConnectError(
-                    f"the host name {host!r} does not resolve",
-                    transient=True,
-                    hint="check MAILSC_SMTP_HOST for a typo, and this machine's DNS",
-                )
-            if isinstance(cause, ConnectionRefusedError):
-                return SmtpConnectError(
-                    f"connection to {where} refused: nothing listens there",
-                    transient=True,
-                    hint="check the port (587 for STARTTLS, 465 for implicit TLS) and that the server runs",
-                )
-        if isinstance(exc, SMTPConnectResponseError):
-            return SmtpConnectError(
-                f"{where} refused the session: {exc.code} {exc.message}",
-                transient=exc.code < 500,
-                smtp_code=exc.code,
-                enhanced_code=parse_enhanced_code(exc.message),
-            )
-        if isinstance(exc, SMTPResponseException):
-            return SmtpConnectError(
-                f"{where} answered {exc.code} {exc.message} during {during}",
-                transient=exc.code < 500,
-                smtp_code=exc.code,
-                enhanced_code=parse_enhanced_code(exc.message),
-            )
-        if isinstance(exc, SMTPTimeoutError | TimeoutError):
-            hint = (
-                "a firewall may drop the traffic, or the provider blocks this port (25 is blocked on most cloud hosts)"
-            )
-            if during == "connect" and self.config.security != "tls":
-                hint += "; a server that waits silently may expect implicit TLS (port 465, security=tls)"
-            return SmtpConnectError(
-                f"timed out during {during} with {where} after {self.config.timeout:g} s", transient=True, hint=hint
-            )
-        return SmtpConnectError(f"{during} with {where} failed: {exc}", transient=True)
 
     async def _transact(
         self, connection: _Connection, envelope: Envelope, *, stale_retry: bool = True
@@ -315,7 +243,7 @@ class SmtpTransport:
         if reply.code != 250:
             await self._reset(smtp)
             if reply.code == 421:
-                raise _reply_error(reply.code, reply.message, "the server is closing the connection")
+                raise reply_error(reply.code, reply.message, "the server is closing the connection")
             configured = self.config.sender
             if reply.code >= 500 and configured is not None and configured.email == envelope.sender:
                 raise SenderNotAcceptedError(
@@ -339,7 +267,7 @@ class SmtpTransport:
                 if reply.code in (250, 251):
                     accepted.append(recipient)
                 elif reply.code == 421:
-                    raise _reply_error(reply.code, reply.message, "the server is closing the connection")
+                    raise reply_error(reply.code, reply.message, "the server is closing the connection")
                 else:
                     refused.append(
                         RecipientRefusal(recipient, reply.code, reply.message, parse_enhanced_code(reply.message))
@@ -350,7 +278,7 @@ class SmtpTransport:
             response = await smtp.data(envelope.data)
         except SMTPResponseException as exc:
             await self._reset(smtp)
-            raise _reply_error(exc.code, exc.message, "message refused") from None
+            raise reply_error(exc.code, exc.message, "message refused") from None
         except (SMTPServerDisconnected, ConnectionError) as exc:
             raise DeliveryError(f"connection lost during the transaction: {exc}", transient=True) from None
         except SMTPTimeoutError:
@@ -411,12 +339,3 @@ class _Connection:
 
     def __post_init__(self) -> None:
         self.last_used = time.monotonic()
-
-
-def _reply_error(code: int, message: str, what: str) -> DeliveryError:
-    return DeliveryError(
-        f"{what}: {code} {message}",
-        transient=code < 500,
-        smtp_code=code,
-        enhanced_code=parse_enhanced_code(message),
-    )
