@@ -16,6 +16,7 @@ import pytest
 
 from mailsc import Message, render
 from mailsc.outbox import NewMessage, OutboxStore, fingerprint
+from tests.databases import require_postgres, reset_postgres
 from tests.smtpd import SmtpServer
 
 pytestmark = pytest.mark.timeout(300)
@@ -74,13 +75,18 @@ async def wait_until(predicate: object, seconds: float) -> None:
         await asyncio.sleep(0.01)
 
 
-@pytest.fixture
-async def pg_store(tmp_path: Path) -> OutboxStore:
-    from tests.databases import require_postgres, reset_postgres
-
+async def empty_database(kind: str, tmp_path: Path) -> str:
+    """The URL of an empty outbox database: a fresh SQLite file, or this run's PostgreSQL database reset."""
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'outbox.db'}"
     url = await require_postgres()
     await reset_postgres(url)
-    return await OutboxStore.open(url)
+    return url
+
+
+@pytest.fixture
+async def pg_store(tmp_path: Path) -> OutboxStore:
+    return await OutboxStore.open(await empty_database("postgresql", tmp_path))
 
 
 async def test_two_workers_on_postgresql_send_each_message_exactly_once(
@@ -106,13 +112,7 @@ async def test_two_workers_on_postgresql_send_each_message_exactly_once(
 async def test_sigkill_mid_run_loses_nothing_and_duplicates_only_what_was_in_flight(
     smtp_server: SmtpServer, database: str, tmp_path: Path
 ) -> None:
-    from tests.databases import require_postgres, reset_postgres
-
-    if database == "sqlite":
-        url = f"sqlite:///{tmp_path / 'outbox.db'}"
-    else:
-        url = await require_postgres()
-        await reset_postgres(url)
+    url = await empty_database(database, tmp_path)
     store = await OutboxStore.open(url)
     await fill(store, 2000)
     victim = await start_worker(url, smtp_server, "--lease-seconds", "1")
@@ -155,13 +155,7 @@ async def test_sigterm_drains_and_gives_leases_back(smtp_server: SmtpServer, tmp
 async def test_a_message_that_crashes_its_worker_every_time_ends_failed(
     smtp_server: SmtpServer, database: str, tmp_path: Path
 ) -> None:
-    from tests.databases import require_postgres, reset_postgres
-
-    if database == "sqlite":
-        url = f"sqlite:///{tmp_path / 'outbox.db'}"
-    else:
-        url = await require_postgres()
-        await reset_postgres(url)
+    url = await empty_database(database, tmp_path)
     store = await OutboxStore.open(url)
     poison = render(Message(**{"from": "app@example.com"}, to="p@example.org", subject="poison", text="boom"))
     [result] = await store.add_many([NewMessage(poison, fingerprint("poison"))])
