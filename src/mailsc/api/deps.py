@@ -102,7 +102,8 @@ async def authenticated(request: Request, svc: ServicesDep) -> str:
 Caller = Annotated[str, Depends(authenticated)]
 
 
-def json_body(content_type: Annotated[str | None, Header()] = None) -> None:
+# Dependencies are ``async def`` on purpose: a plain ``def`` makes FastAPI hop to a worker thread on every request.
+async def json_body(content_type: Annotated[str | None, Header()] = None) -> None:
     """Refuse a body that is not JSON with 415 before trying to parse it."""
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
@@ -111,7 +112,7 @@ def json_body(content_type: Annotated[str | None, Header()] = None) -> None:
         )
 
 
-def idempotency_key(
+async def idempotency_key(
     idempotency_key: Annotated[
         str | None,
         Header(
