@@ -144,7 +144,12 @@ class Mailer:
         envelope = render(
             message, default_sender=self.default_sender, max_size=self.max_size, max_recipients=self.max_recipients
         )
-        request = fingerprint(message.model_dump_json(by_alias=True), str(send_at), str(expires_at))
+        # The request's fingerprint only tells a replay from a conflicting reuse of a key: without a key, skip it.
+        request = (
+            fingerprint(message.model_dump_json(by_alias=True), str(send_at), str(expires_at))
+            if idempotency_key is not None
+            else ""
+        )
         store = await self.outbox_store()
         result = await store.add(
             NewMessage(

@@ -83,7 +83,6 @@ def worker(
     _configure_logging(settings)
 
     async def _run() -> int:
-        import signal
 
         mailer = Mailer.from_env(settings)
         try:

@@ -73,6 +73,14 @@ def merge_problems(problems: list[ConfigProblem], more: list[ConfigProblem]) -> 
     return list(dict.fromkeys([*problems, *(p for p in more if p.variable not in refused)]))
 
 
+def default_sender(mail_from: str | None, name: str | None) -> Address | None:
+    """The configured sender: ``MAIL_FROM`` (``"App <a@example.com>"`` or a bare address), ``MAIL_FROM_NAME`` wins."""
+    if not mail_from:
+        return None
+    address = Address.parse(mail_from)
+    return address.model_copy(update={"name": name}) if name else address
+
+
 class ConnectionConfig(BaseModel):
     """One SMTP profile. Field names or fastapi-mail's names (``MAIL_SERVER``, ``MAIL_PORT``, ...) are accepted.
 
@@ -191,7 +199,4 @@ class ConnectionConfig(BaseModel):
     @property
     def sender(self) -> Address | None:
         """The default sender, from ``mail_from`` and ``mail_from_name``."""
-        if not self.mail_from:
-            return None
-        address = Address.parse(self.mail_from)
-        return address.model_copy(update={"name": self.mail_from_name}) if self.mail_from_name else address
+        return default_sender(self.mail_from, self.mail_from_name)

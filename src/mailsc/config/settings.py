@@ -28,7 +28,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from ..errors import ConfigError, ConfigProblem, MessageError
 from ..message import DEFAULT_MAX_RECIPIENTS, DEFAULT_MAX_SIZE, Address
-from .connection import ConnectionConfig, Security, merge_problems, validate_reporting_all
+from .connection import ConnectionConfig, Security, default_sender, merge_problems, validate_reporting_all
 
 _SECRET_FIELDS = ("smtp_url", "smtp_password", "database_url", "api_key")
 _FILE_PROBLEMS = "__mailsc_secret_file_problems__"  # carries this source's problems to Settings._validate_all
@@ -266,10 +266,7 @@ class Settings(BaseSettings):
         """The default sender from ``MAILSC_MAIL_FROM`` / ``MAILSC_MAIL_FROM_NAME``."""
         if self._smtp is not None:
             return self._smtp.sender
-        if not self.mail_from:
-            return None
-        address = Address.parse(self.mail_from)
-        return address.model_copy(update={"name": self.mail_from_name}) if self.mail_from_name else address
+        return default_sender(self.mail_from, self.mail_from_name)
 
 
 def _parse_smtp_url(url: str) -> dict[str, Any]:
