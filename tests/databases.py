@@ -15,7 +15,7 @@ PG_ADMIN_URL = os.environ.get("MAILSC_TEST_PG_ADMIN", "postgresql://postgres@127
 # One database per test run, so concurrent runs on this machine never drop each other's tables.
 PG_DATABASE = f"mailsc_test_{os.getpid()}"
 PG_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{PG_DATABASE}"
-TABLES = ("mailsc_events", "mailsc_messages", "mailsc_api_keys", "mailsc_alembic_version")
+TABLES = ("mailsc_events", "mailsc_messages", "mailsc_api_keys", "mailsc_templates", "mailsc_alembic_version")
 
 
 async def _prepare_postgres() -> None:

@@ -269,8 +269,17 @@ class Worker:
             detail["refused"] = [
                 {"recipient": r.recipient, "code": r.smtp_code, "message": r.message} for r in result.refused
             ]
+        if result.provider_message_id:
+            detail["provider_message_id"] = result.provider_message_id
         logger.info("delivery.sent", extra={"message_id": message.id, "attempt": message.attempts})
-        return Settled(message.id, "sent", detail, attempt_started_at=started)
+        return Settled(
+            message.id,
+            "sent",
+            detail,
+            attempt_started_at=started,
+            transport=result.transport or self.transport.name,
+            provider_message_id=result.provider_message_id,
+        )
 
     def _paused_outcome(self, message: ClaimedMessage, error: DeliveryError) -> Settled:
         """Deferred without counting the attempt: the setup is broken, not the message. It is due again at once,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +49,19 @@ def _tune_sqlite(engine: AsyncEngine, synchronous: str) -> None:
         # Let SQLAlchemy, not the sqlite3 module, issue BEGIN, so writers can take the lock up front.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # Switching to WAL needs an exclusive lock and SQLite does not wait for it (no busy handler): a connection
+        # opened while another one migrates a new file would fail. WAL is persistent, so only the first switch
+        # can meet that; wait it out briefly.
+        for pause in (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 0):
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                break
+            except Exception as exc:  # the driver's OperationalError, wrapped by the async adapter
+                if "locked" not in str(exc) or not pause:
+                    raise
+                time.sleep(pause)
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

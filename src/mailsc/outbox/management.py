@@ -186,4 +186,8 @@ def _record(row: Any, timeline: list[dict[str, Any]]) -> MessageRecord:
         smtp_code=row["smtp_code"],
         message_id=row["message_id"],
         events=timeline,
+        template_name=row["template_name"],
+        template_version=row["template_version"],
+        transport=row["transport"],
+        provider_message_id=row["provider_message_id"],
     )

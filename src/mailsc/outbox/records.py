@@ -36,6 +36,8 @@ class NewMessage:
     expires_at: datetime | None = None
     tags: Sequence[str] = ()
     metadata: dict[str, str] = field(default_factory=dict)
+    template_name: str | None = None
+    template_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ class Settled:
     smtp_code: int | None = None
     attempt_started_at: datetime | None = None
     uncounted: bool = False  # the attempt never reached the message (transport paused): give it back
+    transport: str | None = None  # the transport that delivered it (status sent)
+    provider_message_id: str | None = None  # the provider's own id for the message, when it gives one
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,10 @@ class MessageRecord:
     smtp_code: int | None
     message_id: str
     events: list[dict[str, Any]] = field(default_factory=list)
+    template_name: str | None = None
+    template_version: int | None = None
+    transport: str | None = None
+    provider_message_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, literal_column, select, update
+from sqlalchemy import String, and_, bindparam, func, insert, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
@@ -165,6 +165,8 @@ class OutboxStore(OutboxManagement):
             "next_attempt_at": max(item.send_at, now) if item.send_at else now,
             "send_at": item.send_at,
             "expires_at": item.expires_at,
+            "template_name": item.template_name,
+            "template_version": item.template_version,
             "created_at": now,
             "updated_at": now,
         }
@@ -300,6 +302,8 @@ class OutboxStore(OutboxManagement):
                     "b_sent_at": now if outcome.status == "sent" else None,
                     "b_next": (outcome.next_attempt_at or now) if outcome.status == "deferred" else None,
                     "b_uncount": 1 if outcome.uncounted else 0,
+                    "b_transport": outcome.transport,
+                    "b_provider_id": outcome.provider_message_id,
                 }
                 for (_, outcome), ok in zip(items, done, strict=True)
                 if ok
@@ -320,6 +324,10 @@ class OutboxStore(OutboxManagement):
                             bindparam("b_next", type_=UtcDateTime), messages.c.next_attempt_at
                         ),
                         attempts=messages.c.attempts - bindparam("b_uncount"),
+                        transport=func.coalesce(bindparam("b_transport", type_=String), messages.c.transport),
+                        provider_message_id=func.coalesce(
+                            bindparam("b_provider_id", type_=String), messages.c.provider_message_id
+                        ),
                     ),
                     rows,
                 )

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     text,
 )
 
@@ -85,6 +86,12 @@ messages = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("sent_at", UtcDateTime, nullable=True),
+    # which stored or file template (and version) the message was rendered from, if any
+    Column("template_name", String(100), nullable=True),
+    Column("template_version", Integer, nullable=True),
+    # who delivered it: the transport's name and the provider's own id for the message (to find it in their console)
+    Column("transport", String(64), nullable=True),
+    Column("provider_message_id", String(255), nullable=True),
 )
 Index(
     "ix_mailsc_messages_due",
@@ -119,4 +126,20 @@ api_keys = Table(
     Column("key_hash", String(128), nullable=False, unique=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+# Stored templates: every PUT adds a version; DELETE marks all versions deleted (numbers are never reused, so a
+# message's recorded version always names the source it was rendered from).
+templates = Table(
+    "mailsc_templates",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("html", Text, nullable=True),
+    Column("text", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("deleted_at", UtcDateTime, nullable=True),
+    UniqueConstraint("name", "version"),
 )

@@ -37,6 +37,7 @@ class SendResult:
     refused: tuple[RecipientRefusal, ...] = ()
     reply: str = ""
     transport: str = ""
+    provider_message_id: str | None = None  # an HTTP provider's own id for the message (SES MessageId, ...)
 
 
 @runtime_checkable
