@@ -40,7 +40,17 @@ def test_nothing_imports_the_entry_points() -> None:
     for module, imports in _modules().items():
         if module in ("cli", "__main__") or module.startswith(("api", "cli.")):
             continue
+        if module.startswith("web"):  # the pages are part of the service: they use its dependencies (api.deps)
+            assert not {i for i in imports if i == "cli" or (i.startswith("api") and i != "api.deps")}, module
+            continue
         assert not {i for i in imports if i == "cli" or i.startswith("api")}, module
+
+
+def test_only_the_app_imports_the_web_pages() -> None:
+    for module, imports in _modules().items():
+        if module == "api.app" or module.startswith("web"):
+            continue
+        assert not [i for i in imports if i == "web" or i.startswith("web.")], module
 
 
 def test_transports_and_outbox_never_import_each_other() -> None:

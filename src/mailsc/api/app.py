@@ -14,6 +14,7 @@ from .. import __version__
 from ..config import Settings
 from ..mailer import Mailer
 from ..outbox.store import OutboxStore
+from ..web import install as install_web
 from . import problems
 from .deps import Services
 from .middleware import RequestContext
@@ -51,6 +52,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
     problems.install(app)
     app.include_router(messages.router)
     app.include_router(health.router)
+    install_web(app, settings)  # the dev inbox / message log pages at /
     app.add_middleware(RequestContext, max_body=settings.max_request_size)
     return app
 

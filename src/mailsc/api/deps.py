@@ -53,7 +53,7 @@ class Services:
         return True
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:  # async: a plain def would cost a thread-pool hop per request
     found: Services = request.app.state.services
     return found
 
@@ -75,20 +75,15 @@ async def authenticated(request: Request, svc: ServicesDep) -> str:
                 slug="unauthorized",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        key = key.strip()
-        bootstrap = svc.settings.api_key
-        if bootstrap is not None and same_key(key, bootstrap.get_secret_value()):
-            client = "bootstrap"
-        else:
-            record = await svc.store.find_api_key(hash_key(key))
-            if record is None:
-                raise ApiError(
-                    401,
-                    "unknown or revoked API key",
-                    slug="unauthorized",
-                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-                )
-            client = record.id
+        found = await identify_key(svc, key.strip())
+        if found is None:
+            raise ApiError(
+                401,
+                "unknown or revoked API key",
+                slug="unauthorized",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+        client = found
     if not svc.allow(client):
         raise ApiError(
             429,
@@ -100,6 +95,16 @@ async def authenticated(request: Request, svc: ServicesDep) -> str:
 
 
 Caller = Annotated[str, Depends(authenticated)]
+
+
+async def identify_key(svc: Services, key: str) -> str | None:
+    """Whose API key this is: ``bootstrap`` (``MAILSC_API_KEY``), a stored key's id, or None (unknown, revoked).
+    Also used by the web pages' login form."""
+    bootstrap = svc.settings.api_key
+    if bootstrap is not None and same_key(key, bootstrap.get_secret_value()):
+        return "bootstrap"
+    record = await svc.store.find_api_key(hash_key(key))
+    return record.id if record is not None else None
 
 
 # Dependencies are ``async def`` on purpose: a plain ``def`` makes FastAPI hop to a worker thread on every request.

@@ -1,4 +1,5 @@
-"""Looking at and steering messages: status with timeline, lists, cancel, retry, purge, counts; API keys."""
+"""Looking at and steering messages: status with timeline, lists, raw MIME, cancel, retry, delete, purge, counts;
+API keys."""
 
 from __future__ import annotations
 
@@ -78,10 +79,12 @@ class OutboxManagement(OutboxBase):
         status: str | None = None,
         tag: str | None = None,
         recipient: str | None = None,
+        search: str | None = None,
         cursor: str | None = None,
         limit: int = 50,
     ) -> Page:
-        """Newest first; ``cursor`` is the ``next_cursor`` of the previous page."""
+        """Newest first; ``cursor`` is the ``next_cursor`` of the previous page. ``search`` matches part of the
+        subject or of any recipient address, ignoring case."""
         query = select(messages).order_by(messages.c.id.desc()).limit(limit + 1)
         if status:
             query = query.where(messages.c.status == status)
@@ -89,12 +92,40 @@ class OutboxManagement(OutboxBase):
             query = query.where(cast(messages.c.tags, String).like(f"%{_json_like(tag)}%", escape="\\"))
         if recipient:
             query = query.where(cast(messages.c.recipients, String).like(f"%{_json_like(recipient)}%", escape="\\"))
+        if search:
+            pattern = f"%{_like(search)}%"
+            query = query.where(
+                or_(
+                    messages.c.subject.ilike(pattern, escape="\\"),
+                    cast(messages.c.recipients, String).ilike(pattern, escape="\\"),
+                )
+            )
         if cursor:
             query = query.where(messages.c.id < cursor)
         async with self._read() as conn:
             rows = (await conn.execute(query)).all()
         items = [_record(r._mapping, []) for r in rows[:limit]]
         return Page(items, items[-1].id if len(rows) > limit else None)
+
+    async def raw(self, message_id: str) -> bytes:
+        """The message's stored MIME bytes, exactly as they were (or will be) sent."""
+        async with self._read() as conn:
+            mime = await conn.scalar(select(messages.c.mime).where(messages.c.id == message_id))
+        if mime is None:
+            raise MessageNotFoundError(f"no message {message_id}")
+        return bytes(mime)
+
+    async def delete(self, message_id: str) -> None:
+        """Delete a finished (sent, captured, failed, cancelled, expired) message and its events; a message still
+        queued or held by a worker raises ``InvalidStateError`` (cancel it first)."""
+        async with self._write() as conn:
+            status = await conn.scalar(select(messages.c.status).where(messages.c.id == message_id))
+            if status is None:
+                raise MessageNotFoundError(f"no message {message_id}")
+            if status not in FINISHED:
+                raise InvalidStateError(f"cannot delete message {message_id}: it is {status}", status)
+            await conn.execute(delete(events).where(events.c.message_id == message_id))
+            await conn.execute(delete(messages).where(messages.c.id == message_id))
 
     async def purge(self, older_than: timedelta) -> int:
         """Delete finished messages (and their events) last changed before ``now - older_than``."""
@@ -153,9 +184,12 @@ class OutboxManagement(OutboxBase):
         return {status: int(count) for status, count in rows}
 
 
+def _like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _json_like(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f'"{escaped}"'
+    return f'"{_like(value)}"'
 
 
 def as_utc(value: Any) -> datetime | None:
