@@ -31,8 +31,10 @@ fmt: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src tests bench
 
+# `make bench`: the summary table (mailsc end to end vs the physical limit and the peers); BENCH=all runs every
+# benchmark, BENCH="api outbox" some. BENCH_QUICK=1: short windows, prints only.
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(or $(BENCH),summary)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -55,10 +55,13 @@ class Settings:
 
 @dataclass(frozen=True)
 class Section:
-    """One benchmark's contribution to docs/benchmarks.md: ``## {title}`` and its generated Markdown."""
+    """One benchmark's contribution to docs/benchmarks.md: ``## {title}`` and its generated Markdown.
+
+    ``first``: a new section goes at the top, under the file's introduction, instead of at the end."""
 
     title: str
     markdown: str
+    first: bool = False
 
 
 def event_loop(wanted: str) -> tuple[str, LoopFactory]:
@@ -147,6 +150,9 @@ def write_section(section: Section, path: Path = DOC) -> None:
     before, found, rest = text.partition(begin)
     if found and end in rest:
         text = before + generated + rest.partition(end)[2]
+    elif section.first and "\n## " in text:
+        intro, _, sections = text.partition("\n## ")
+        text = f"{intro.rstrip()}\n\n## {section.title}\n\n{generated}\n\n## {sections}"
     else:
         text = f"{text.rstrip()}\n\n## {section.title}\n\n{generated}\n"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from bench import DOC, Section, Settings, api, outbox, transport, write_section
+from bench import DOC, Section, Settings, api, outbox, summary, transport, write_section
 
 BENCHMARKS: dict[str, Callable[[Settings], Section]] = {
+    "summary": summary.run,
     "transport": transport.run,
     "outbox": outbox.run,
     "outbox-breaker": outbox.run_breaker,
@@ -22,9 +23,14 @@ BENCHMARKS: dict[str, Callable[[Settings], Section]] = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "names", nargs="*", metavar="NAME", help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default: all)"
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default or `all`: every one)",
     )
     args = parser.parse_args(argv)
+    if args.names == ["all"]:
+        args.names = []
     unknown = sorted(set(args.names) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")

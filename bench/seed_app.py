@@ -7,7 +7,8 @@ task's memory until the server says 250, the number of such tasks (and connectio
 fails is logged by the server and gone.
 
 ``python -m bench.seed_app --port P --smtp-port S`` serves it with the same uvicorn options as ``mailsc serve``
-(uvloop, httptools, no access log), sending to ``--smtp-host`` (loopback) in plaintext. With ``--no-send`` the
+(uvloop, httptools, no access log), sending to ``--smtp-host`` (loopback) in plaintext, or with STARTTLS given
+``--ca-file``. With ``--no-send`` the
 endpoint validates the request and answers without building or sending anything: the floor of uvicorn + FastAPI +
 pydantic on the machine, for reference.
 """
@@ -33,10 +34,13 @@ class SendRequest(BaseModel):
     text: str
 
 
-def create_seed_app(smtp_host: str, smtp_port: int, sender: str, *, send: bool = True) -> FastAPI:
+def create_seed_app(
+    smtp_host: str, smtp_port: int, sender: str, *, send: bool = True, ca_file: str | None = None
+) -> FastAPI:
     """The baseline service: accept, answer, send in the background over a new connection per message.
 
-    ``send=False``: validate and answer only (the framework's floor)."""
+    ``send=False``: validate and answer only (the framework's floor). ``ca_file``: STARTTLS on every connection,
+    verified against this CA, as the tutorials' ``start_tls=True`` (each call builds its own ``SSLContext``)."""
     app = FastAPI(title="seed pattern: FastAPI BackgroundTasks + aiosmtplib.send")
 
     @app.post("/send")
@@ -48,7 +52,14 @@ def create_seed_app(smtp_host: str, smtp_port: int, sender: str, *, send: bool =
         message["To"] = request.to
         message["Subject"] = request.subject
         message.set_content(request.text)
-        background_tasks.add_task(aiosmtplib.send, message, hostname=smtp_host, port=smtp_port)
+        background_tasks.add_task(
+            aiosmtplib.send,
+            message,
+            hostname=smtp_host,
+            port=smtp_port,
+            start_tls=ca_file is not None,
+            cert_bundle=ca_file,
+        )
         return {"status": "queued"}
 
     @app.get("/healthz")
@@ -65,8 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smtp-port", type=int, required=True)
     parser.add_argument("--sender", default="app@example.com", help="the From address")
     parser.add_argument("--no-send", action="store_true", help="validate and answer only; send nothing")
+    parser.add_argument("--ca-file", help="STARTTLS on every connection, trusting this CA")
     args = parser.parse_args(argv)
-    app = create_seed_app(args.smtp_host, args.smtp_port, args.sender, send=not args.no_send)
+    app = create_seed_app(args.smtp_host, args.smtp_port, args.sender, send=not args.no_send, ca_file=args.ca_file)
     uvicorn.run(app, host=HOST, port=args.port, loop="uvloop", http="httptools", access_log=False, log_config=None)
 
 
