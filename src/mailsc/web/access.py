@@ -13,7 +13,6 @@ allowed only to a loopback host, where nothing crosses a network.
 from __future__ import annotations
 
 import hmac
-import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
@@ -26,7 +25,6 @@ from .session import ANONYMOUS, Session, SessionSigner
 COOKIE = "mailsc_session"
 SECURE_COOKIE = "__Host-mailsc_session"
 _FORM_LIMIT = 16 * 1024
-_KEYS_CACHE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -51,8 +49,6 @@ class WebAccess:
 
     def __init__(self, signer: SessionSigner) -> None:
         self.signer = signer
-        self._active_keys: set[str] = set()
-        self._active_keys_until = 0.0
 
     def secure(self, request: Request) -> bool:
         return request.url.scheme == "https"
@@ -93,17 +89,10 @@ class WebAccess:
         return Viewer(fresh, self.signer.dump(fresh))
 
     async def _still_valid(self, subject: str, svc: Services) -> bool:
-        """A session ends when its key is revoked (checked against the key table every few seconds)."""
+        """A session ends as soon as its key is revoked (the key table is tiny, and pages are human-paced)."""
         if subject == "bootstrap":
             return svc.settings.api_key is not None
-        now = time.monotonic()
-        if now >= self._active_keys_until:
-            self._active_keys = {k.id for k in await svc.store.list_api_keys() if k.revoked_at is None}
-            self._active_keys_until = now + _KEYS_CACHE_SECONDS
-        return subject in self._active_keys
-
-    def forget_keys(self) -> None:
-        self._active_keys_until = 0.0
+        return any(k.id == subject and k.revoked_at is None for k in await svc.store.list_api_keys())
 
 
 async def form(request: Request) -> dict[str, str]:
@@ -116,12 +105,17 @@ async def form(request: Request) -> dict[str, str]:
 
 
 def same_origin(request: Request) -> bool:
-    """The request came from a page of this site: ``Origin`` (or, without it, ``Sec-Fetch-Site``) says so.
-    A client that sends neither (not a browser) still needs the CSRF token."""
+    """The request came from a page of this site, by ``Origin`` or else ``Sec-Fetch-Site`` (which no script can
+    set). Our pages send ``Referrer-Policy: no-referrer``, so a browser posts their forms with ``Origin: null`` and
+    only ``Sec-Fetch-Site: same-origin`` tells them apart from an opaque (sandboxed) origin. A client that sends
+    neither header is not a browser: the CSRF token alone decides."""
     origin = request.headers.get("origin")
-    if origin is not None:
-        return origin == f"{request.url.scheme}://{request.url.netloc}"
-    return request.headers.get("sec-fetch-site", "same-origin") in ("same-origin", "none")
+    site = request.headers.get("sec-fetch-site")
+    if origin is not None and origin != "null":
+        return origin == f"{request.url.scheme}://{request.url.netloc}" and site in (None, "same-origin")
+    if site is not None:
+        return site == "same-origin"
+    return origin is None
 
 
 def csrf_ok(request: Request, session: Session | None, token: str | None) -> bool:

@@ -62,7 +62,6 @@ async def login(request: Request, svc: ServicesDep) -> Response:
     subject = await identify_key(svc, fields.get("key", "").strip()) if fields.get("key", "").strip() else None
     if subject is None:
         return _login_page(request, session.csrf, target, "Unknown or revoked API key.", status=401)
-    web.forget_keys()
     response = RedirectResponse(target, status_code=303)
     web.set_cookie(request, response, web.signer.dump(web.signer.new(subject)))
     return response
