@@ -5,7 +5,8 @@
     MailscError
     ├── ConfigError                 settings are invalid; .problems lists every one (variable, message, hint)
     ├── MessageError                a message is malformed; .errors lists every bad field ({"loc", "msg"})
-    ├── TemplateError               a template is missing, broken or refused by the sandbox
+    ├── TemplateError               a template is missing, broken or refused by the sandbox; .template, .line, .variable
+    │   └── TemplateNotFoundError   no stored template and no template file has that name
     ├── OutboxError                 the durable outbox failed
     │   ├── OutboxUnavailableError  the database cannot be reached or written (retry later)
     │   ├── IdempotencyConflictError the key was used before for a different message
@@ -81,7 +82,52 @@ class MessageError(MailscError):
 
 
 class TemplateError(MailscError):
-    """A template could not be found, compiled or rendered."""
+    """A template could not be found, compiled or rendered (nothing was stored or sent).
+
+    ``template`` names it, ``version`` is the stored version (``None`` for a file template), ``part`` is
+    ``subject``, ``html`` or ``text``, ``line`` the line in that part (or in the file named by ``file``, for an
+    included or extended file), ``variable`` the missing variable. ``errors`` is the same in the ``{"loc", "msg"}``
+    shape of ``MessageError``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        template: str | None = None,
+        version: int | None = None,
+        part: str | None = None,
+        line: int | None = None,
+        variable: str | None = None,
+        file: str | None = None,
+    ) -> None:
+        self.reason = message
+        self.template = template
+        self.version = version
+        self.part = part
+        self.line = line
+        self.variable = variable
+        self.file = file
+        where = []
+        if template is not None:
+            where.append(f"template {template!r}" + (f" (version {version})" if version is not None else ""))
+        if file is not None and file != part:
+            where.append(f"file {file!r}")
+        elif part is not None:
+            where.append(part)
+        if line is not None:
+            where.append(f"line {line}")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """One ``{"loc", "msg"}`` entry: the missing variable's place in ``variables``, else the template."""
+        loc: list[str | int] = ["variables", self.variable] if self.variable else ["template"]
+        return [{"loc": loc, "msg": str(self)}]
+
+
+class TemplateNotFoundError(TemplateError):
+    """No stored template and no template file has that name."""
 
 
 class OutboxError(MailscError):

@@ -31,9 +31,10 @@ from .engine import create_engine, sqlite_folder
 from .management import OutboxManagement, as_utc
 from .records import AddResult, ClaimedMessage, NewMessage, Settled, new_id, utcnow
 from .tables import CLAIMABLE, UtcDateTime, events, messages
+from .templates import OutboxTemplates
 
 
-class OutboxStore(OutboxManagement):
+class OutboxStore(OutboxTemplates, OutboxManagement):
     """The durable outbox on SQLite (default) or PostgreSQL (to scale out)."""
 
     def __init__(self, engine: AsyncEngine) -> None:

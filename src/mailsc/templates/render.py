@@ -1,0 +1,156 @@
+"""Compiled templates and rendering one message from them: the three parts within one budget, then the HTML made
+email-ready (CSS inlined, a text part derived when the template has none)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import jinja2
+from jinja2 import nodes
+
+from ..errors import TemplateError
+from . import limits as budget
+from .emailhtml import inline_css, text_from_html
+from .failures import translate
+from .limits import LimitExceeded, TemplateLimits
+
+PARTS = ("subject", "html", "text")
+EXTENSIONS = {"subject": "subject", "html": "html", "text": "txt"}
+
+
+class TemplateSource(Protocol):
+    """A stored template's source: what ``OutboxStore`` returns, or anything shaped like it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def html(self) -> str | None: ...
+    @property
+    def text(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class RenderedTemplate:
+    """A template rendered for one message: its Subject, its HTML part (CSS inlined) and its text part (derived from
+    the HTML when the template has none). ``name`` and ``version`` say what it was rendered from (``version`` is
+    ``None`` for a file template)."""
+
+    subject: str
+    html: str | None
+    text: str | None
+    name: str = ""
+    version: int | None = None
+
+
+@dataclass(frozen=True)
+class CompiledTemplate:
+    """A template's parts compiled once, reused for every message (keyed by name and version)."""
+
+    name: str
+    version: int | None
+    parts: dict[str, jinja2.Template]
+    files: dict[str, str] = field(default_factory=dict)  # part -> its template file name, for error messages
+    folder: Path | None = None
+
+
+def check_sources(name: str, version: int | None, sources: Mapping[str, str | None], limits: TemplateLimits) -> None:
+    """Refuse a template without a subject or without a body, or with a part over the source size limit."""
+    if sources.get("subject") is None:
+        raise TemplateError("a template needs a subject", template=name, version=version, part="subject")
+    if sources.get("html") is None and sources.get("text") is None:
+        raise TemplateError("a template needs an html part, a text part, or both", template=name, version=version)
+    for part, source in sources.items():
+        if source is not None and len(source) > limits.max_source_size:
+            raise TemplateError(
+                f"the source is {len(source):,} characters; at most {limits.max_source_size:,} are allowed",
+                template=name,
+                version=version,
+                part=part,
+            )
+
+
+_REFERENCES = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)
+
+
+def compile_source(
+    env: jinja2.Environment, name: str, version: int | None, sources: Mapping[str, str | None], limits: TemplateLimits
+) -> CompiledTemplate:
+    """Compile a stored template's parts (no includes or inheritance: a stored template stands alone)."""
+    check_sources(name, version, sources, limits)
+    parts: dict[str, jinja2.Template] = {}
+    files: dict[str, str] = {}
+    for part in PARTS:
+        source = sources.get(part)
+        if source is None:
+            continue
+        filename = files[part] = f"{name}.{EXTENSIONS[part]}"  # the extension selects autoescaping
+        try:
+            tree = env.parse(source, filename, filename)
+            for node in tree.find_all(_REFERENCES):
+                raise TemplateError(
+                    "a stored template cannot extend, include or import other templates (file templates can)",
+                    template=name,
+                    version=version,
+                    part=part,
+                    line=node.lineno,
+                )
+            code = env.compile(tree, filename, filename)
+            parts[part] = env.template_class.from_code(env, code, env.make_globals(None), None)
+        except TemplateError:
+            raise
+        except Exception as exc:
+            raise translate(exc, template=name, version=version, part=part, own_file=filename) from None
+    return CompiledTemplate(name, version, parts, files)
+
+
+def render_part(compiled: CompiledTemplate, part: str, variables: Mapping[str, Any], limit: int) -> str:
+    template = compiled.parts[part]
+    chunks: list[str] = []
+    total = 0
+    try:
+        for chunk in template.generate(variables):
+            total += len(chunk)
+            if total > limit:
+                raise LimitExceeded(f"the rendered {part} is over {limit:,} characters")
+            chunks.append(chunk)
+    except Exception as exc:
+        own = compiled.files.get(part, part)
+        raise translate(
+            exc, template=compiled.name, version=compiled.version, part=part, own_file=own, folder=compiled.folder
+        ) from None
+    return "".join(chunks)
+
+
+def render(compiled: CompiledTemplate, variables: Mapping[str, Any], limits: TemplateLimits) -> RenderedTemplate:
+    """Render every part of ``compiled`` with ``variables`` within one budget; the HTML gets its CSS inlined, and a
+    text part is derived from it when the template has none. Raises ``TemplateError``."""
+    token = budget.start(limits)
+    try:
+        rendered = {part: render_part(compiled, part, variables, limits.max_rendered_size) for part in compiled.parts}
+    finally:
+        budget.finish(token)
+    subject = rendered["subject"].strip()
+    if "\r" in subject or "\n" in subject:
+        raise TemplateError(
+            "the rendered subject contains a line break (CR or LF)",
+            template=compiled.name,
+            version=compiled.version,
+            part="subject",
+        )
+    html = rendered.get("html")
+    text = rendered.get("text")
+    if html is not None:
+        if text is None:
+            text = text_from_html(html)
+        try:
+            html = inline_css(html)
+        except TemplateError as exc:
+            raise TemplateError(exc.reason, template=compiled.name, version=compiled.version, part="html") from None
+    return RenderedTemplate(subject, html, text, compiled.name, compiled.version)

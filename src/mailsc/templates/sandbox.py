@@ -1,0 +1,312 @@
+"""The Jinja2 environments templates render in: sandboxed, strict about undefined variables, and bounded.
+
+Jinja's ``SandboxedEnvironment`` stops templates from reaching Python internals (``''.__class__.__mro__``,
+``cycler.__init__.__globals__``, ``self._TemplateReference__context`` all fail with ``SecurityError``), but not from
+burning CPU and memory: ``{% for x in range(10**9) %}`` or ``{{ 'a' * 10**9 }}`` would hang or exhaust a worker.
+So on top of it, every place where work or size can grow calls into ``limits``:
+
+- every ``for`` loop iterates through ``limits.guarded`` (the code generator wraps the loop's iterable), so nested
+  loops spend their product from one iteration budget and check the clock;
+- every call (functions, methods, macros, ``loop()`` recursion) spends a step, and the methods that pad or repeat
+  (``center``, ``ljust``, ``zfill``, ``join``, ``replace``, ``format``, ...) check the size they would build first;
+- the operators ``+ * ** %`` are intercepted and refused when their result would be too large; ``~`` (concat) is
+  checked after the fact (it can at most add its operands);
+- the filters that pad, repeat or fill (``center``, ``indent``, ``format``, ``wordwrap``, ``join``, ``replace``,
+  ``batch``, ``slice``, ``sum``) are replaced by checked versions, and every filter's result is size-checked;
+- ``range()`` is capped, ``lipsum()`` is gone, and constant folding at compile time is off (it would run filters
+  before any budget exists).
+
+Stored templates (from the API) use ``ImmutableSandboxedEnvironment`` with no loader: no includes, no lists or
+dicts modified. File templates use the same checks in a ``SandboxedEnvironment`` with a ``FileSystemLoader`` on the
+templates folder (Jinja's loader refuses names that leave it).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import string
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from jinja2 import FileSystemLoader, StrictUndefined, filters, nodes, select_autoescape
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
+
+from .limits import LimitExceeded, bounded_range, ensure_size, guarded, tick
+
+_MAX_INT_BITS = 1 << 16  # integers a template may build (about 19,700 decimal digits)
+_PRINTF_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+_NUMBER = re.compile(r"\d+")
+
+
+class _GuardedCodeGenerator(CodeGenerator):
+    """Jinja's code generator, with every loop's iterable passed through ``environment.guard_iteration`` and every
+    ``~`` concatenation through ``environment.checked_size``."""
+
+    def visit_For(self, node: nodes.For, frame: Frame) -> None:  # noqa: N802 - Jinja's visitor naming
+        if not _is_guard(node.iter):
+            node.iter = nodes.Call(
+                nodes.EnvironmentAttribute("guard_iteration"), [node.iter], [], None, None, lineno=node.lineno
+            )
+        super().visit_For(node, frame)
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:  # noqa: N802
+        self.write("environment.checked_size(")
+        super().visit_Concat(node, frame)
+        self.write(")")
+
+
+def _is_guard(node: nodes.Node) -> bool:
+    return (
+        isinstance(node, nodes.Call)
+        and isinstance(node.node, nodes.EnvironmentAttribute)
+        and node.node.name == "guard_iteration"
+    )
+
+
+def _length(value: Any) -> int | None:
+    return len(value) if isinstance(value, str | bytes | list | tuple | dict | set | frozenset) else None
+
+
+def checked_size(value: Any) -> Any:
+    """``value`` itself, after refusing it if it is a string or collection larger than a rendered part may be."""
+    size = _length(value)
+    if size is not None:
+        ensure_size(size)
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > _MAX_INT_BITS:
+        raise LimitExceeded(f"an integer of more than {_MAX_INT_BITS:,} bits")
+    return value
+
+
+def check_printf(template: str) -> None:
+    """Refuse ``%`` formatting whose width or precision would pad beyond the size limit, or comes from an argument."""
+    for match in _PRINTF_SPEC.finditer(template):
+        for number in match.groups():
+            if number == "*":
+                raise LimitExceeded("a '*' width or precision in % formatting; write the number in the template")
+            if number is not None:
+                ensure_size(int(number), "a % format width or precision")
+
+
+def _check_format_spec(template: str) -> None:
+    """The same for ``str.format``: widths in format specs, none taken from arguments (``{:{w}}``)."""
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError:
+        return  # str.format raises the same error itself
+    for _, _, spec, _ in fields:
+        if not spec:
+            continue
+        if "{" in spec:
+            raise LimitExceeded("a format width taken from an argument; write the number in the template")
+        for number in _NUMBER.findall(spec):
+            ensure_size(int(number), "a format width or precision")
+
+
+def _check_join(separator: str, items: list[Any]) -> None:
+    total = sum(len(str(item)) for item in items) + len(separator) * max(len(items) - 1, 0)
+    ensure_size(total, "a joined string")
+
+
+def _check_replace(text: str, old: str, new: str, count: int | None = None) -> None:
+    occurrences = text.count(old) if old else len(text) + 1
+    if count is not None and count >= 0:
+        occurrences = min(occurrences, count)
+    ensure_size(len(text) + occurrences * max(len(new) - len(old), 0), "a replaced string")
+
+
+def _check_method(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """Pre-check the ``str`` methods that can build far more than they are given; returns the (maybe
+    materialised) arguments."""
+    owner = getattr(method, "__self__", None)
+    if not isinstance(owner, str):
+        return args
+    name = getattr(method, "__name__", "")
+    if name in ("center", "ljust", "rjust", "zfill") and args and isinstance(args[0], int):
+        ensure_size(args[0], f"str.{name}()")
+    elif name == "expandtabs":
+        size = args[0] if args else kwargs.get("tabsize", 8)
+        if isinstance(size, int):
+            ensure_size(len(owner) + owner.count("\t") * size, "str.expandtabs()")
+    elif name == "join" and args:
+        items = list(guarded(args[0]))
+        _check_join(owner, items)
+        return (items, *args[1:])
+    elif name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
+        count = args[2] if len(args) > 2 and isinstance(args[2], int) else None
+        _check_replace(owner, args[0], args[1], count)
+    return args
+
+
+def _checked_filter(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter that spends a step of the budget and has its result size-checked (Jinja's ``pass_*`` markers are
+    kept by ``functools.wraps``)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        tick()
+        return checked_size(func(*args, **kwargs))
+
+    return wrapper
+
+
+def _pre_checked(func: Callable[..., Any], check: Callable[..., None], skip: int = 0) -> Callable[..., Any]:
+    """``func`` with ``check`` run first on its arguments (after the ``skip`` context arguments Jinja passes)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        check(*args[skip:], **kwargs)
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def _center(value: Any, width: int = 80) -> None:
+    ensure_size(int(width), "center()")
+
+
+def _indent(text: Any, width: int | str = 4, first: bool = False, blank: bool = False) -> None:
+    added = len(width) if isinstance(width, str) else int(width)
+    text = str(text)
+    ensure_size(len(text) + (text.count("\n") + 1) * added, "indent()")
+
+
+def _format(value: Any, *args: Any, **kwargs: Any) -> None:
+    check_printf(str(value))
+
+
+def _wordwrap(
+    text: Any, width: int = 79, break_long_words: bool = True, wrapstring: str | None = None, **_: Any
+) -> None:
+    text = str(text)
+    lines = len(text) // max(int(width), 1) + 1
+    ensure_size(len(text) + lines * len(wrapstring or "\n"), "wordwrap()")
+
+
+def _join(value: Any, d: str = "", attribute: Any = None) -> None:
+    if isinstance(value, list | tuple):
+        _check_join(str(d), list(value))
+    else:
+        ensure_size(len(str(d)), "a join separator")
+
+
+def _replace(text: Any, old: Any, new: Any, count: int | None = None) -> None:
+    _check_replace(str(text), str(old), str(new), count)
+
+
+def _fill(value: Any, count: int, fill_with: Any = None) -> None:
+    ensure_size(int(count), "batch() or slice()")
+
+
+def _sum(iterable: Any, attribute: Any = None, start: Any = 0) -> None:
+    if isinstance(iterable, list | tuple):
+        sizes = [_length(item) or 0 for item in iterable]
+        total = sum(sizes) + (_length(start) or 0)
+        ensure_size(total, "sum()")
+        ensure_size(total * len(sizes) // 64, "the work of sum() over sequences")
+
+
+def _join_filter(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``join`` over any iterable: materialise it (spending the budget) so the check sees every item."""
+
+    @functools.wraps(func)
+    def wrapper(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
+        items = value if isinstance(value, list | tuple) else list(guarded(value))
+        _join(items, d, attribute)
+        return func(eval_ctx, items, d, attribute)
+
+    return wrapper
+
+
+def _bounded_filters(defaults: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+    checked = {
+        "center": _pre_checked(filters.do_center, _center),
+        "indent": _pre_checked(filters.do_indent, _indent),
+        "format": _pre_checked(filters.do_format, _format),
+        "wordwrap": _pre_checked(filters.do_wordwrap, _wordwrap, skip=1),
+        "join": _join_filter(filters.sync_do_join),
+        "replace": _pre_checked(filters.do_replace, _replace, skip=1),
+        "batch": _pre_checked(filters.do_batch, _fill),
+        "slice": _pre_checked(filters.sync_do_slice, _fill),
+        "sum": _pre_checked(filters.sync_do_sum, _sum, skip=1),
+    }
+    return {name: _checked_filter(checked.get(name, func)) for name, func in defaults.items()}
+
+
+class _BoundedMixin:
+    """The budget checks shared by both environments (see the module docstring)."""
+
+    intercepted_binops = frozenset({"+", "*", "**", "%"})
+    code_generator_class: type[CodeGenerator] = _GuardedCodeGenerator
+    binop_table: dict[str, Callable[[Any, Any], Any]]
+
+    def _setup(self) -> None:
+        env: Any = self
+        env.globals["range"] = bounded_range
+        env.globals.pop("lipsum", None)
+        env.filters = _bounded_filters(env.filters)
+        env.guard_iteration = guarded
+        env.checked_size = checked_size
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        tick()
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                size = _length(seq)
+                if size is not None and isinstance(times, int):
+                    ensure_size(size * times, "a repeated string or list")
+        elif operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
+            if abs(left).bit_length() * right > _MAX_INT_BITS:
+                raise LimitExceeded(f"{left} ** {right} is larger than {_MAX_INT_BITS:,} bits")
+        elif operator == "%" and isinstance(left, str):
+            check_printf(left)
+        elif operator == "+":
+            sizes = (_length(left), _length(right))
+            if sizes[0] is not None and sizes[1] is not None:
+                ensure_size(sizes[0] + sizes[1], "a concatenated string or list")
+        return checked_size(self.binop_table[operator](left, right))
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's
+        tick()
+        args = _check_method(__obj, args, kwargs)
+        return checked_size(super().call(__context, __obj, *args, **kwargs))  # type: ignore[misc]
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapped: Callable[..., str] | None = super().wrap_str_format(value)  # type: ignore[misc]
+        if wrapped is None:
+            return None
+        template = value.__self__
+        _check_format_spec(template)
+
+        @functools.wraps(wrapped)
+        def checked(*args: Any, **kwargs: Any) -> str:
+            return str(checked_size(wrapped(*args, **kwargs)))
+
+        return checked
+
+
+_OPTIONS: dict[str, Any] = {
+    "undefined": StrictUndefined,
+    "optimized": False,  # no constant folding: it would run filters at compile time, outside any budget
+    "keep_trailing_newline": True,
+    "autoescape": select_autoescape(enabled_extensions=("html", "htm", "xml"), default_for_string=False),
+}
+
+
+class StoredTemplateEnvironment(_BoundedMixin, ImmutableSandboxedEnvironment):
+    """For templates stored through the API: the immutable sandbox, no loader, bounded."""
+
+    def __init__(self) -> None:
+        super().__init__(**_OPTIONS)
+        self._setup()
+
+
+class FileTemplateEnvironment(_BoundedMixin, SandboxedEnvironment):
+    """For the operator's template files: the sandbox with a loader confined to ``folder``, bounded."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(loader=FileSystemLoader(folder), **_OPTIONS)
+        self._setup()
