@@ -44,13 +44,15 @@ _HEADER_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]{1,76}")  # RFC 5322 ftext: prin
 _CONTENT_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_!#$&^.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9_!#$&^.+-]{0,126}")
 _CONTENT_ID = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]{1,250}")  # printable ASCII, no < > or space
 _ENCODED_WORD = re.compile(r"=\?[^?\s]*\?[bBqQ]\?[^?\s]*\?=")
+_PLAIN_ASCII = re.compile(r"[\x20-\x7e\t]*")  # printable ASCII and tab: nothing for check_header_value to refuse
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def check_header_value(value: str, what: str = "value") -> str:
     """Refuse what could break out of a header: CR, LF, NUL, other control characters (tab excepted), Unicode line
     and paragraph separators, lone surrogates, and RFC 2047 encoded-words (the email package would decode
     ``=?utf-8?q?=0D=0A?=`` into a real line break after this check)."""
-    for ch in value:
+    for ch in ("" if _PLAIN_ASCII.fullmatch(value) else value):  # the common case skips the per-character scan
         if ch in "\r\n":
             raise ValueError(f"{what} must not contain a line break (CR or LF)")
         if ch == "\x00":
@@ -266,7 +268,7 @@ class Message(BaseModel):
         if value is not None:
             if "\x00" in value:
                 raise ValueError("the body must not contain a NUL character")
-            if any(unicodedata.category(ch) == "Cs" for ch in value if "\ud800" <= ch <= "\udfff"):
+            if _SURROGATE.search(value):
                 raise ValueError("the body must not contain a lone surrogate; it is not valid text")
         return value
 

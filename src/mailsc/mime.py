@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import email.charset
 import email.policy
+import email.quoprimime
+import re
+import secrets
+import sys
 from datetime import UTC, datetime
 from email import headerregistry
 from email.encoders import encode_base64
@@ -17,8 +21,9 @@ from email.message import EmailMessage
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
+from email.policy import Compat32
 from email.utils import format_datetime, formataddr, make_msgid
-from typing import Any
+from typing import Any, cast
 
 from .envelope import Envelope
 from .errors import MessageError
@@ -56,7 +61,8 @@ def render(
     header_addresses = [sender, *message.to, *message.cc, *message.reply_to]
     smtputf8 = any(a.smtputf8 for a in (*header_addresses, *recipients))
     if not smtputf8:
-        data, message_id = _build_compat(message, sender, now)
+        build = _build_compat if message.attachments else _build_fast
+        data, message_id = build(message, sender, now)
         return _envelope(message, sender, recipients, data, message_id, smtputf8, max_size)
     policy = _POLICY_UTF8
 
@@ -135,7 +141,23 @@ def _envelope(
 _UTF8 = email.charset.Charset("utf-8")
 _UTF8.header_encoding = email.charset.SHORTEST
 _UTF8.body_encoding = email.charset.QP
-_COMPAT = email.policy.compat32.clone(linesep="\r\n", max_line_length=78)
+
+
+class _Compat32(Compat32):
+    """compat32 that writes a short, plain ASCII header as it is: ``email.header.Header`` would return it unchanged
+    (checked against it over random values in the tests) after about 50 µs of splitting and measuring, half the
+    cost of rendering a message. Everything else is folded by the stdlib as before."""
+
+    def _fold(self, name: str, value: Any, sanitize: bool) -> str:
+        if isinstance(value, str) and len(name) + len(value) <= 76 and _PLAIN_HEADER.fullmatch(value):
+            return f"{name}: {value}{self.linesep}"
+        folded: str = cast(Any, super())._fold(name, value, sanitize)  # private in typeshed, stable since 3.3
+        return folded
+
+
+# Printable ASCII words separated by single spaces: nothing for the folding algorithm to change.
+_PLAIN_HEADER = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
+_COMPAT = _Compat32(linesep="\r\n", max_line_length=78)
 
 
 def _header_value(value: str) -> Any:
@@ -167,6 +189,68 @@ def _attachment(attachment: Attachment) -> MIMEBase:
 def _ending_newline(text: str) -> str:
     """Every body ends with a line break, as the modern API's ``set_content`` ensures."""
     return text if text.endswith("\n") else text + "\n"
+
+
+def _build_fast(
+    message: Message,
+    sender: Address,
+    now: datetime | None,
+    *,
+    boundary: str | None = None,
+    message_id: str | None = None,
+) -> tuple[bytes, str]:
+    """The bytes ``_build_compat`` produces for a message without attachments (most transactional mail), written
+    directly: the same header folding (``_COMPAT``), the same quoted-printable encoder, the same layout of parts.
+    The stdlib's object model and generator cost four times as much for this shape; a property test holds the two
+    byte-identical. ``boundary`` and ``message_id`` are for that test."""
+    html = _normalise_newlines(message.html) if message.html is not None else None
+    text = _normalise_newlines(message.text) if message.text is not None else None
+    if text is None and html is not None:
+        text = html_to_text(html)
+    plain = _qp(_ending_newline(text or ""))
+    if html is None:
+        head = _TEXT_HEAD
+        body = plain
+    else:
+        boundary = boundary or _make_boundary()
+        head = _COMPAT.fold("Content-Type", f'multipart/alternative; boundary="{boundary}"') + "MIME-Version: 1.0\r\n"
+        body = (
+            f"--{boundary}\n{_TEXT_PART_HEAD}{plain}\n--{boundary}\n{_HTML_PART_HEAD}"
+            f"{_qp(_ending_newline(html))}\n--{boundary}--\n"
+        )
+    fold = _COMPAT.fold
+    lines = [head, fold("From", _address_header([sender]))]
+    if message.to:
+        lines.append(fold("To", _address_header(message.to)))
+    if message.cc:
+        lines.append(fold("Cc", _address_header(message.cc)))
+    if message.reply_to:
+        lines.append(fold("Reply-To", _address_header(message.reply_to)))
+    lines.append(fold("Subject", _header_value(message.subject)))
+    lines.append(fold("Date", format_datetime(now or datetime.now(UTC))))
+    message_id = message_id or make_msgid(domain=sender.domain)
+    lines.append(fold("Message-ID", message_id))
+    lines.extend(fold(name, _header_value(value)) for name, value in message.headers.items())
+    lines.append("\r\n")
+    lines.append(body.replace("\n", "\r\n"))
+    return "".join(lines).encode("ascii", "surrogateescape"), message_id
+
+
+_TEXT_HEAD = (
+    'Content-Type: text/plain; charset="utf-8"\r\nMIME-Version: 1.0\r\nContent-Transfer-Encoding: quoted-printable\r\n'
+)
+_TEXT_PART_HEAD = 'Content-Type: text/plain; charset="utf-8"\nContent-Transfer-Encoding: quoted-printable\n\n'
+_HTML_PART_HEAD = 'Content-Type: text/html; charset="utf-8"\nContent-Transfer-Encoding: quoted-printable\n\n'
+
+
+def _qp(text: str) -> str:
+    """Quoted-printable, exactly as ``MIMEText(text, _charset=_UTF8)`` encodes its payload."""
+    return email.quoprimime.body_encode(text.encode("utf-8").decode("latin1"))
+
+
+def _make_boundary() -> str:
+    # The stdlib's boundary form. It can never occur in a quoted-printable body, where every '=' is encoded.
+    return "=" * 15 + f"{secrets.randbelow(sys.maxsize):019d}" + "=="
 
 
 def _build_compat(message: Message, sender: Address, now: datetime | None) -> tuple[bytes, str]:
