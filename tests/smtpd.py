@@ -2,14 +2,19 @@
 
 ``SmtpServer`` records what it received (envelopes, raw bytes, commands seen, connections) and injects faults
 on the server side: scripted replies at MAIL/RCPT/DATA, a line dropped in the middle of DATA, slow replies,
-AUTH that rejects, STARTTLS offered or not, implicit TLS.
+AUTH that rejects, STARTTLS offered or not, implicit TLS. ``RawServer`` is a port that is not a working SMTP
+server (silent, closing at once, or sending other bytes), and ``unanswered_port`` one whose TCP connect times out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+import warnings
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,18 +179,21 @@ class SmtpServer:
             options.update(
                 authenticator=self._authenticate,
                 auth_required=True,
-                auth_require_tls=self.starttls_context is not None or self.implicit_tls_context is not None,
+                # aiosmtpd cannot tell that an implicit-TLS session is encrypted: requiring TLS there would hide AUTH
+                auth_require_tls=self.starttls_context is not None,
                 auth_exclude_mechanism=[m for m in ("PLAIN", "LOGIN") if m not in self.auth_mechanisms],
             )
-        return _FaultySMTP(
-            self,
-            _Handler(self),
-            hostname=self.hostname,
-            tls_context=self.starttls_context,
-            enable_SMTPUTF8=self.smtputf8,
-            timeout=30,
-            **options,
-        )
+        with warnings.catch_warnings():  # "Requiring AUTH while not requiring TLS": asked for on purpose here
+            warnings.simplefilter("ignore", UserWarning)
+            return _FaultySMTP(
+                self,
+                _Handler(self),
+                hostname=self.hostname,
+                tls_context=self.starttls_context,
+                enable_SMTPUTF8=self.smtputf8,
+                timeout=30,
+                **options,
+            )
 
     async def start(self, port: int = 0) -> SmtpServer:
         """Listen on ``port`` (0: one the OS picks); a server restarted on its old port keeps its counters."""
@@ -224,3 +232,68 @@ async def closed_port() -> int:
     server.close()
     await server.wait_closed()
     return port
+
+
+class _RawProtocol(asyncio.Protocol):
+    def __init__(self, owner: RawServer) -> None:
+        self.owner = owner
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.owner.connections += 1
+        self.owner.transports.add(transport)
+        if self.owner.greeting:
+            transport.write(self.owner.greeting)
+        if self.owner.close:
+            transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        self.owner.received += data
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        pass
+
+
+class RawServer:
+    """A port that accepts connections but is no working SMTP server: it sends ``greeting`` (nothing by default),
+    then stays silent, or closes at once with ``close=True``. Records what clients sent in ``received``."""
+
+    def __init__(self, *, greeting: bytes = b"", close: bool = False) -> None:
+        self.greeting = greeting
+        self.close = close
+        self.connections = 0
+        self.received = b""
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.transports: set[asyncio.Transport] = set()
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> RawServer:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _RawProtocol(self), self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for transport in list(self.transports):
+            transport.abort()
+        await self._server.wait_closed()
+
+
+@contextmanager
+def unanswered_port() -> Iterator[int]:
+    """A loopback port where a TCP connect times out, as behind a firewall that drops packets: a listening socket
+    with a backlog of 0 that never accepts, its one queue place taken, so Linux drops further SYNs."""
+    listener = socket.socket()
+    filler = socket.socket()
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port: int = listener.getsockname()[1]
+        filler.connect(("127.0.0.1", port))
+        yield port
+    finally:
+        filler.close()
+        listener.close()

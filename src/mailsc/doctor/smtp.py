@@ -1,0 +1,512 @@
+"""``mailsc doctor`` for SMTP: walk the configured connection step by step and stop at the first failing step.
+
+resolve -> connect -> (implicit TLS) -> banner -> mode -> EHLO -> (STARTTLS -> TLS -> EHLO) -> AUTH -> login ->
+MAIL FROM -> optionally a real test message. Each step reports what it saw; a failing step says why in plain words
+and what to change. The probe speaks SMTP itself (``session.py``) to see what a client library hides, and it never
+prints a secret: the password is only ever written, base64-encoded, to the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hmac
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from ..config import ConnectionConfig
+from ..errors import DeliveryError, MessageError
+from ..message import Address
+from ..transports.tls import build_tls_context
+from .hints import (
+    SECURITY_VARIABLE,
+    certificate_problem,
+    certificate_reason,
+    handshake_fix,
+    login_fix,
+    sender_fix,
+)
+from .probes import Prober, describe, extensions_of, tls_step
+from .session import ClosedError, NotSmtpError, Reply, SmtpSession, shown
+from .steps import Step
+
+OnStep = Callable[[Step], None]
+_FAILURES = (TimeoutError, ClosedError, NotSmtpError, OSError)
+_MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")  # the ones SmtpTransport speaks, in its order of preference
+
+
+async def diagnose_smtp(
+    config: ConnectionConfig,
+    *,
+    sender: Address | None = None,
+    to: str | None = None,
+    on_step: OnStep | None = None,
+) -> list[Step]:
+    """Diagnose ``config``; ``sender`` overrides the configured one, ``to`` also sends a real test message.
+
+    Returns the steps taken, the last one failing unless all passed. ``on_step`` sees each step as it completes
+    (the terminal view prints them while slow steps run)."""
+    doctor = _SmtpDoctor(config, sender if sender is not None else config.sender, to, on_step)
+    try:
+        await doctor.run()
+    except _StopError:
+        pass
+    finally:
+        if doctor.session is not None:
+            await doctor.session.close(polite=False)
+    return doctor.steps
+
+
+class _StopError(Exception):
+    """Raised after a failing step has been recorded: the walk ends there."""
+
+
+class _SmtpDoctor:
+    def __init__(self, config: ConnectionConfig, sender: Address | None, to: str | None, on_step: OnStep | None):
+        assert config.port is not None  # filled in by ConnectionConfig
+        assert config.security is not None
+        self.config = config
+        self.sender = sender
+        self.to = to
+        self.on_step = on_step
+        self.steps: list[Step] = []
+        self.session: SmtpSession | None = None
+        self.prober = Prober(config)
+        self.where = f"{config.host}:{config.port}"
+
+    # -- recording ---------------------------------------------------------------------------------------------
+
+    def ok(self, name: str, title: str, detail: str, **data: Any) -> None:
+        self._record(Step(name, title, True, detail, "", data))
+
+    def fail(self, name: str, title: str, detail: str, fix: str, **data: Any) -> NoReturn:
+        self._record(Step(name, title, False, detail, fix, data))
+        raise _StopError
+
+    def _record(self, step: Step) -> None:
+        self.steps.append(step)
+        if self.on_step is not None:
+            self.on_step(step)
+
+    # -- the walk ----------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        config = self.config
+        tls_context: ssl.SSLContext | None = None
+        if config.security != "none":
+            try:
+                tls_context = build_tls_context(config)
+            except (ssl.SSLError, OSError) as exc:
+                self.fail(
+                    "tls",
+                    "TLS settings load",
+                    f"the CA file or client certificate cannot be loaded: {describe(exc)}",
+                    "check MAILSC_SMTP_CA_FILE, MAILSC_SMTP_CLIENT_CERT and MAILSC_SMTP_CLIENT_KEY (PEM files)",
+                )
+        await self.resolve()
+        sock = await self.connect()
+        if config.security == "tls":
+            assert tls_context is not None
+            await self.implicit_tls(sock, tls_context)
+            await self.banner()
+        else:
+            self.session = await SmtpSession.open(sock, config.timeout)
+            await self.banner()
+        extensions = await self.ehlo("ehlo", "EHLO and the extensions offered")
+        if config.security == "starttls":
+            assert tls_context is not None
+            await self.starttls(extensions, tls_context)
+            extensions = await self.ehlo("ehlo_tls", "EHLO inside TLS")
+        await self.authenticate(extensions)
+        await self.mail_from(extensions)
+        if self.to is not None:
+            await self.test_message()
+
+    async def resolve(self) -> None:
+        title = f"{self.config.host} resolves"
+        try:
+            addresses = await self.prober.resolve()
+        except socket.gaierror as exc:
+            self.fail(
+                "resolve",
+                title,
+                f"the host name {self.config.host!r} does not resolve ({exc.strerror})",
+                "check MAILSC_SMTP_HOST for a typo (your provider's documentation gives the exact SMTP host name), "
+                "and this machine's DNS (`getent hosts NAME` should print an address)",
+            )
+        except TimeoutError:
+            self.fail(
+                "resolve",
+                title,
+                f"DNS gave no answer within {self.config.timeout:g} s",
+                "check this machine's DNS resolver (/etc/resolv.conf) and network",
+            )
+        self.ok("resolve", title, ", ".join(addresses), addresses=addresses)
+
+    async def connect(self) -> socket.socket:
+        title = f"TCP connection to {self.where}"
+        sock, errors = await self.prober.connect()
+        if sock is not None:
+            self.ok("connect", title, f"connected to {self.prober.peer_text}", address=self.prober.peer_text)
+            return sock
+        seen = "; ".join(f"{address}: {describe(exc)}" for address, exc in errors)
+        port = self.config.port
+        if any(isinstance(exc, TimeoutError) for _, exc in errors):
+            fix = "nothing answered at all: a firewall drops the traffic, or the network blocks this port"
+            if port == 25:
+                fix += (
+                    "; most cloud providers (AWS, Google Cloud, Azure, ...) block outgoing port 25: use your "
+                    "provider's submission port instead (587 with STARTTLS, or 465 with implicit TLS)"
+                )
+            else:
+                fix += "; check the host and port, and any outgoing firewall rule"
+            self.fail("connect", title, f"timed out after {self.config.timeout:g} s ({seen})", fix, reason="timeout")
+        if any(isinstance(exc, ConnectionRefusedError) for _, exc in errors):
+            self.fail(
+                "connect",
+                title,
+                f"connection refused ({seen}): nothing listens on port {port} there",
+                "check the port (587 for STARTTLS submission, 465 for implicit TLS, 25 between mail servers) "
+                "and that the server is running",
+                reason="refused",
+            )
+        self.fail("connect", title, f"cannot connect ({seen})", "check this machine's network and routes")
+
+    async def implicit_tls(self, sock: socket.socket, context: ssl.SSLContext) -> None:
+        title = "TLS (implicit TLS)"
+        try:
+            self.session = await SmtpSession.open(
+                sock, self.config.timeout, tls=context, server_hostname=self.config.host
+            )
+        except ssl.SSLCertVerificationError as exc:
+            sock.close()
+            await self.certificate_failure(exc, title)
+        except _FAILURES as exc:
+            sock.close()
+            greeting = await self.prober.plaintext_greeting()
+            if greeting is not None:
+                self.fail(
+                    "mode",
+                    "Port and security mode match",
+                    f"implicit TLS (security=tls) is configured, but {self.where} greets in plaintext "
+                    f"({greeting}): this port expects STARTTLS",
+                    f"set {SECURITY_VARIABLE}=starttls for this port (STARTTLS is usually port 587), or use your "
+                    "provider's implicit-TLS port (usually 465)",
+                    configured="tls",
+                    server_speaks="plaintext",
+                )
+            self.fail("tls", title, f"TLS handshake with {self.where} failed: {describe(exc)}", _handshake_fix(exc))
+        self.record_tls(title)
+        self.ok(
+            "mode",
+            "Port and security mode match",
+            f"port {self.config.port} speaks TLS from the first byte, as security=tls expects",
+            configured="tls",
+            server_speaks="tls",
+        )
+
+    async def banner(self) -> None:
+        assert self.session is not None
+        title = "Server greeting (220)"
+        timeout = self.config.timeout
+        try:
+            greeting = await self.session.reply()
+        except TimeoutError:
+            if self.config.security != "tls" and await self.prober.speaks_tls():
+                self.fail(
+                    "mode",
+                    "Port and security mode match",
+                    f"{self.config.security} is configured, but {self.where} sent no plaintext greeting within "
+                    f"{timeout:g} s and answers a TLS handshake: this port expects implicit TLS",
+                    f"set {SECURITY_VARIABLE}=tls for this port (implicit TLS is usually port 465), or use your "
+                    "provider's STARTTLS port (usually 587)",
+                    configured=self.config.security,
+                    server_speaks="tls",
+                )
+            self.fail(
+                "banner",
+                title,
+                f"the server accepted the connection but sent no greeting within {timeout:g} s",
+                "the port may belong to another service, or a firewall, proxy or antivirus holds the connection; "
+                "check the port, and try a longer MAILSC_SMTP_TIMEOUT (some servers delay their greeting on port 25)",
+                reason="no_greeting",
+            )
+        except ClosedError as exc:
+            sent = f" (it sent {shown(exc.received)})" if exc.received else ""
+            self.fail(
+                "banner",
+                title,
+                f"the server closed the connection without a greeting{sent}",
+                "the server refuses connections from this address (a block list, a connection limit or an access "
+                "rule), or this is not an SMTP port",
+                reason="closed",
+            )
+        except (NotSmtpError, OSError) as exc:
+            self.fail(
+                "banner",
+                title,
+                f"the first bytes from {self.where} are not an SMTP greeting: {describe(exc)}",
+                "this port runs another service: check the port (587 STARTTLS, 465 implicit TLS, 25)",
+                reason="not_smtp",
+            )
+        if greeting.code != 220:
+            fix = "the server does not serve this client: this address may be on a block list, or the server "
+            fix += "accepts mail only from its own network; ask the server's operator"
+            if greeting.code == 421 or 400 <= greeting.code < 500:
+                fix = "the server is busy or shutting down: try again later"
+            self.fail("banner", title, f"the server refused the session: {greeting}", fix, code=greeting.code)
+        self.ok("banner", title, str(greeting), greeting=str(greeting))
+        if self.config.security != "tls":
+            self.ok(
+                "mode",
+                "Port and security mode match",
+                f"port {self.config.port} greets in plaintext, as security={self.config.security} expects",
+                configured=self.config.security,
+                server_speaks="plaintext",
+            )
+
+    async def ehlo(self, name: str, title: str) -> dict[str, str]:
+        assert self.session is not None
+        local = self.config.local_hostname or await asyncio.to_thread(socket.getfqdn)
+        try:
+            reply = await self.session.command(f"EHLO {local}")
+        except _FAILURES as exc:
+            self.fail(name, title, f"no usable reply to EHLO: {describe(exc)}", _dropped_fix(exc))
+        if reply.code != 250:
+            self.fail(
+                name,
+                title,
+                f"EHLO {local} refused: {reply}",
+                "the server refuses this machine's name or does not speak ESMTP: set MAILSC_SMTP_LOCAL_HOSTNAME to "
+                "this machine's public DNS name",
+                code=reply.code,
+            )
+        extensions = extensions_of(reply)
+        offered = list(reply.lines[1:])
+        self.ok(name, title, f"{reply.lines[0]} offers: {', '.join(offered) or 'nothing'}", extensions=offered)
+        return extensions
+
+    async def starttls(self, extensions: dict[str, str], context: ssl.SSLContext) -> None:
+        assert self.session is not None
+        title = "STARTTLS offered"
+        if "STARTTLS" not in extensions:
+            self.fail(
+                "starttls",
+                title,
+                f"STARTTLS is configured, but {self.where} does not offer it (nothing was sent in clear)",
+                "check the port: 465 speaks implicit TLS (security=tls) and 587 normally offers STARTTLS; "
+                "otherwise the server needs TLS set up. mailsc never falls back to plaintext",
+            )
+        try:
+            reply = await self.session.command("STARTTLS")
+        except _FAILURES as exc:
+            self.fail("starttls", title, f"no usable reply to STARTTLS: {describe(exc)}", _dropped_fix(exc))
+        if reply.code != 220:
+            self.fail(
+                "starttls",
+                title,
+                f"the server offers STARTTLS but refused it: {reply}",
+                "the server's TLS setup is broken (a missing certificate or key): ask the server's operator",
+                code=reply.code,
+            )
+        if self.session.pending():
+            self.fail(
+                "starttls",
+                title,
+                "the server sent data after agreeing to STARTTLS, before the TLS handshake",
+                "something between here and the server tampers with the session: use implicit TLS (port 465)",
+            )
+        self.ok("starttls", title, str(reply))
+        tls_title = "TLS (STARTTLS)"
+        try:
+            await self.session.start_tls(context, self.config.host)
+        except ssl.SSLCertVerificationError as exc:
+            await self.certificate_failure(exc, tls_title)
+        except _FAILURES as exc:
+            self.fail(
+                "tls", tls_title, f"the TLS handshake after STARTTLS failed: {describe(exc)}", _handshake_fix(exc)
+            )
+        self.record_tls(tls_title)
+
+    def record_tls(self, title: str) -> None:
+        assert self.session is not None
+        assert self.session.tls is not None
+        detail, data = tls_step(self.session.tls, verified=self.config.verify_certs)
+        self.ok("tls", title, detail, **data)
+
+    async def certificate_failure(self, error: ssl.SSLCertVerificationError, title: str) -> NoReturn:
+        facts = await self.prober.unverified_certificate()  # a second handshake, only to read the certificate
+        detail, fix = certificate_problem(error, self.config.host, facts)
+        self.fail(
+            "tls",
+            title,
+            detail,
+            fix,
+            reason=certificate_reason(error.verify_code),
+            verify_code=error.verify_code,
+            verify_message=error.verify_message,
+            certificate=facts.as_data() if facts is not None else None,
+        )
+
+    async def authenticate(self, extensions: dict[str, str]) -> None:
+        title = "Authentication mechanisms offered"
+        config = self.config
+        mechanisms = extensions.get("AUTH", "").upper().split()
+        if config.username is None or config.password is None:
+            detail = "no credentials configured"
+            if mechanisms:
+                detail += f"; the server offers AUTH {' '.join(mechanisms)} (if it requires a login, MAIL FROM fails)"
+            self.ok("auth", title, detail, mechanisms=mechanisms)
+            return
+        if not mechanisms:
+            if config.security == "none" and "STARTTLS" in extensions:
+                self.fail(
+                    "auth",
+                    title,
+                    f"{self.where} offers AUTH only after TLS (it offers STARTTLS), and security=none is configured",
+                    f"set {SECURITY_VARIABLE}=starttls: the server keeps passwords off the wire in clear",
+                )
+            fix = (
+                "if the server needs no login (a relay that trusts this network), unset MAILSC_SMTP_USERNAME and "
+                "MAILSC_SMTP_PASSWORD; otherwise check the port: submission ports (587, 465) offer AUTH, port 25 "
+                "often does not"
+            )
+            if config.security == "none":
+                fix += "; many servers offer AUTH only after TLS: use security=starttls or tls"
+            self.fail("auth", title, f"{self.where} offers no authentication, but credentials are configured", fix)
+        usable = [m for m in _MECHANISMS if m in mechanisms]
+        if not usable:
+            self.fail(
+                "auth",
+                title,
+                f"the server offers AUTH {' '.join(mechanisms)}, none of which mailsc speaks "
+                f"({', '.join(_MECHANISMS)})",
+                "the provider may require OAuth (XOAUTH2): create an app password if it allows one, or use the "
+                "provider's HTTP API transport",
+                mechanisms=mechanisms,
+            )
+        self.ok(
+            "auth",
+            title,
+            f"AUTH {' '.join(mechanisms)}; mailsc uses {usable[0]}",
+            mechanisms=mechanisms,
+            using=usable[0],
+        )
+        await self.login(usable[0])
+
+    async def login(self, mechanism: str) -> None:
+        assert self.session is not None
+        assert self.config.username is not None
+        assert self.config.password is not None
+        username = self.config.username
+        title = "Login"
+        try:
+            reply = await _auth(self.session, mechanism, username, self.config.password.get_secret_value())
+        except _FAILURES as exc:
+            self.fail(title.lower(), title, f"the connection failed during AUTH: {describe(exc)}", _dropped_fix(exc))
+        if reply.code != 235:
+            self.fail(
+                "login",
+                title,
+                f"the server refused the login for {username!r}: {reply}",
+                login_fix(reply.code, self.config.host, username),
+                code=reply.code,
+            )
+        self.ok("login", title, f"logged in as {username!r} with {mechanism}: {reply}", username=username)
+
+    async def mail_from(self, extensions: dict[str, str]) -> None:
+        assert self.session is not None
+        if self.sender is None:
+            title = "The server accepts the sender"
+            if self.to is not None:
+                self.fail(
+                    "mail_from",
+                    title,
+                    "no sender configured, so no test message can be sent",
+                    "set MAILSC_MAIL_FROM (e.g. 'App <noreply@example.com>') or pass --from",
+                )
+            self.ok("mail_from", title, "skipped: no default sender (MAILSC_MAIL_FROM); messages must name theirs")
+            return
+        sender = self.sender.email
+        title = f"The server accepts the sender {sender}"
+        options = " SMTPUTF8" if not sender.isascii() and "SMTPUTF8" in extensions else ""
+        try:
+            reply = await self.session.command(f"MAIL FROM:<{sender}>{options}")
+        except _FAILURES as exc:
+            self.fail("mail_from", title, f"no usable reply to MAIL FROM: {describe(exc)}", _dropped_fix(exc))
+        if reply.code != 250:
+            self.fail(
+                "mail_from",
+                title,
+                f"MAIL FROM:<{sender}> refused: {reply}",
+                sender_fix(reply.code, sender),
+                code=reply.code,
+            )
+        self.ok("mail_from", title, str(reply), sender=sender)
+        with contextlib.suppress(*_FAILURES):  # the check is done; the session ends here anyway
+            await self.session.command("RSET")
+
+    async def test_message(self) -> None:
+        assert self.sender is not None
+        assert self.to is not None
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+        title = f"Test message to {self.to}"
+        try:
+            result = await self.prober.send_test_message(self.sender, self.to)
+        except MessageError as exc:
+            self.fail("test_message", title, f"not a valid recipient: {exc}", "give --to a full email address")
+        except DeliveryError as exc:
+            fix = exc.hint or (
+                "the server refused the recipient: check the address; '550 5.7.1 relaying denied' means the server "
+                "does not relay for this login or sender"
+                if exc.smtp_code is not None and exc.smtp_code >= 500
+                else "a temporary failure: try again later"
+            )
+            self.fail("test_message", title, str(exc), fix, code=exc.smtp_code)
+        self.ok(
+            "test_message",
+            title,
+            f"sent through mailsc's SMTP transport: {result.reply}",
+            message_id=result.message_id,
+            reply=result.reply,
+        )
+
+
+async def _auth(session: SmtpSession, mechanism: str, username: str, password: str) -> Reply:
+    """One AUTH exchange with ``mechanism``; returns the final reply (235 on success)."""
+
+    def b64(value: bytes) -> str:
+        return base64.b64encode(value).decode("ascii")
+
+    if mechanism == "PLAIN":
+        return await session.command("AUTH PLAIN " + b64(f"\0{username}\0{password}".encode()))
+    if mechanism == "LOGIN":
+        reply = await session.command("AUTH LOGIN")
+        if reply.code == 334:
+            reply = await session.command(b64(username.encode()))
+        if reply.code == 334:
+            reply = await session.command(b64(password.encode()))
+        return reply
+    reply = await session.command("AUTH CRAM-MD5")
+    if reply.code == 334:
+        challenge = base64.b64decode(reply.text)
+        digest = hmac.new(password.encode(), challenge, "md5").hexdigest()
+        reply = await session.command(b64(f"{username} {digest}".encode()))
+    return reply
+
+
+def _handshake_fix(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return handshake_fix(str(exc.reason or exc))
+    return "the server dropped or stalled the TLS handshake: check the port and the server's TLS setup"
+
+
+def _dropped_fix(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "the server stopped answering: try again, or a longer MAILSC_SMTP_TIMEOUT"
+    return "the server dropped the session: check its logs, or try again later"
