@@ -17,7 +17,11 @@ from .session import ANONYMOUS
 router = APIRouter(route_class=SecureRoute, include_in_schema=False)
 
 
-def _login_page(request: Request, csrf: str, target: str, error: str | None = None, status: int = 200) -> Response:
+def _https_required() -> Response:
+    return error_page(400, "HTTPS required", "Serve the inbox over HTTPS (or open it on this machine) to log in.")
+
+
+def _login_page(csrf: str, target: str, error: str | None = None, status: int = 200) -> Response:
     values = {"viewer": None, "banner": None, "csrf": csrf, "next": target, "error": error}
     return page("login.html", values, status=status)
 
@@ -33,13 +37,11 @@ async def login_form(request: Request, svc: ServicesDep, next: Annotated[str | N
     """The form: one field for an API key."""
     if not await svc.keys_required():
         return RedirectResponse("/", status_code=303)
-    web = access(request)
-    session = web.signer.load(request.cookies.get(web.cookie_name(request)))
-    if session is None:
-        session = web.signer.new(ANONYMOUS)
-    response = _login_page(request, session.csrf, local_path(next))
     if _plain_http_elsewhere(request):
-        response = error_page(400, "HTTPS required", "Serve the inbox over HTTPS to log in from another machine.")
+        return _https_required()
+    web = access(request)
+    session = web.signer.load(request.cookies.get(web.cookie_name(request))) or web.signer.new(ANONYMOUS)
+    response = _login_page(session.csrf, local_path(next))
     web.set_cookie(request, response, web.signer.dump(session))
     return response
 
@@ -47,21 +49,20 @@ async def login_form(request: Request, svc: ServicesDep, next: Annotated[str | N
 @router.post("/login")
 async def login(request: Request, svc: ServicesDep) -> Response:
     """Check the key, then start a session holding the key's id (never the key)."""
+    if _plain_http_elsewhere(request):
+        return _https_required()
     web = access(request)
     session = web.signer.load(request.cookies.get(web.cookie_name(request)))
     fields = await form(request)
     target = local_path(fields.get("next"))
-    if not csrf_ok(request, session, fields.get("csrf")):
+    if session is None or not csrf_ok(request, session, fields.get("csrf")):
         return error_page(403, "Forbidden", "The form was stale or came from another site: reload it and retry.")
-    assert session is not None
-    if _plain_http_elsewhere(request):
-        return error_page(400, "HTTPS required", "Serve the inbox over HTTPS to log in from another machine.")
     client = request.client.host if request.client else "unknown"
     if not svc.allow(f"web-login:{client}"):
-        return _login_page(request, session.csrf, target, "Too many attempts; wait a second.", status=429)
+        return _login_page(session.csrf, target, "Too many attempts; wait a second.", status=429)
     subject = await identify_key(svc, fields.get("key", "").strip()) if fields.get("key", "").strip() else None
     if subject is None:
-        return _login_page(request, session.csrf, target, "Unknown or revoked API key.", status=401)
+        return _login_page(session.csrf, target, "Unknown or revoked API key.", status=401)
     response = RedirectResponse(target, status_code=303)
     web.set_cookie(request, response, web.signer.dump(web.signer.new(subject)))
     return response

@@ -73,7 +73,7 @@ class SessionSigner:
         if not value or value.count(".") != 1:
             return None
         payload, signature = value.split(".")
-        if not hmac.compare_digest(signature, self._sign(payload)):
+        if not hmac.compare_digest(signature.encode("utf-8", "replace"), self._sign(payload).encode()):
             return None
         try:
             subject, csrf, expires_at = json.loads(_unb64(payload))
