@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import typer
 
-from . import keys, outbox, send, send_bulk, service
+from . import doctor, keys, outbox, send, send_bulk, service
 
 app = typer.Typer(
     help="mailsc: durable, pooled, verified-TLS email for Python web apps.",
@@ -40,3 +40,4 @@ app.command()(service.migrate)
 app.command()(service.reload)
 app.command()(send.send)
 app.command("send-bulk")(send_bulk.send_bulk)
+app.command("doctor")(doctor.doctor)
