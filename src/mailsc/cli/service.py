@@ -7,13 +7,17 @@ import os
 import signal
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..config import is_loopback
 from ..delivery.worker import Worker
 from ..mailer import Mailer
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
 from .common import EXIT_FAILED, EXIT_USAGE, _configure_logging, _errors, _fail, _on_store, _settings
 
 
@@ -38,10 +42,20 @@ def serve(
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="accept mail only; run `mailsc worker` processes to deliver it")
     ] = False,
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="server processes sharing the port, each with its own delivery worker (one process uses one core)",
+        ),
+    ] = 1,
 ) -> None:
     """Run the HTTP API (and, unless --no-worker, a delivery worker in the same process).
 
     With no API key (MAILSC_API_KEY or `mailsc keys create`) it listens on loopback addresses only.
+    `--processes N` runs N such processes on one port (uvicorn's supervisor restarts any that dies); they share
+    the outbox like separate `mailsc serve` processes would.
     """
     settings = _settings()
     host = host if host is not None else settings.host
@@ -58,17 +72,35 @@ def serve(
 
     from ..api.app import create_app
 
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": False,
+        "log_config": None,
+    }
+    if processes > 1:
+        # Each process builds its own app from the same environment (validated above); uvicorn needs an import
+        # string to start them.
+        os.environ[_RUN_WORKER] = "0" if no_worker else "1"
+        uvicorn.run(f"{__name__}:app_from_environment", factory=True, workers=processes, **options)
+        return
     with _errors():
         service = create_app(settings, run_worker=not no_worker)
-    uvicorn.run(
-        service,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,
-    )
+    uvicorn.run(service, **options)
+
+
+_RUN_WORKER = "MAILSC_SERVE_RUN_WORKER"  # set by `serve --processes N` for the processes it starts
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one `mailsc serve --processes N` process: settings and logging from the environment."""
+    from ..api.app import create_app
+
+    settings = _settings()
+    _configure_logging(settings)
+    return create_app(settings, run_worker=os.environ.get(_RUN_WORKER, "1") == "1")
 
 
 def worker(
