@@ -260,3 +260,13 @@ async def test_a_failover_chain_is_diagnosed_member_by_member() -> None:
     assert [s.name for s in steps] == ["transport", "api_key", "sender", "transport", "api_key", "sender"]
     assert steps[0].title == "Transport 1 of 2: standin"
     assert first.asked == second.asked == [None]  # the second is checked although the first failed
+
+
+def test_a_secret_in_anything_printed_is_masked(secured: SmtpServer) -> None:
+    """Second line of defence: even a server reply quoting the password (here, its greeting) is printed masked."""
+    secured.faults.banner = f"554 5.7.1 go away {PASSWORD}"
+    for args in ([], ["--json"]):
+        result = run(*args)
+        assert result.exit_code == 1
+        assert "554 5.7.1 go away ********" in result.stdout
+        no_secret(result)

@@ -219,8 +219,8 @@ class _SmtpDoctor:
                 self.fail(
                     "mode",
                     "Port and security mode match",
-                    f"{self.config.security} is configured, but {self.where} sent no plaintext greeting within "
-                    f"{timeout:g} s and answers a TLS handshake: this port expects implicit TLS",
+                    f"security={self.config.security} is configured, but {self.where} sent no plaintext greeting "
+                    f"within {timeout:g} s and answers a TLS handshake: this port expects implicit TLS",
                     f"set {SECURITY_VARIABLE}=tls for this port (implicit TLS is usually port 465), or use your "
                     "provider's STARTTLS port (usually 587)",
                     configured=self.config.security,
