@@ -318,3 +318,25 @@ def test_templates_and_static_files_ship_in_the_package() -> None:
         assert (package / "templates" / name).is_file(), name
     for name in ("inbox.js", "inbox.css"):
         assert (package / "static" / name).is_file(), name
+
+
+async def test_older_messages_are_a_page_away(inbox: httpx.AsyncClient) -> None:
+    from mailsc import Message, render
+    from mailsc.outbox import NewMessage, fingerprint
+    from mailsc.web.pages import PAGE_SIZE
+
+    store = services(inbox.app).store  # type: ignore[attr-defined]
+    envelopes = [
+        render(Message(**{"from": "app@example.com"}, to=f"u{i}@example.org", subject=f"number {i}", text="x"))
+        for i in range(PAGE_SIZE + 1)
+    ]
+    for envelope in envelopes:  # one by one, so the ids (and the order) follow i
+        await store.add(NewMessage(envelope, fingerprint(envelope.subject)))
+    first = await inbox.get("/")
+    assert first.text.count("<tr data-id=") == PAGE_SIZE
+    assert "number 0<" not in first.text
+    [older] = re.findall(r'href="(/\?cursor=[0-9A-Z]{26})"', first.text)
+    second = await inbox.get(older)
+    assert second.text.count("<tr data-id=") == 1
+    assert "number 0<" in second.text
+    assert "data-poll" not in second.text  # only the newest page follows new mail
