@@ -16,6 +16,7 @@ from .delivery.worker import Worker
 from .errors import ConfigError, DeliveryError, MessageError
 from .message import DEFAULT_MAX_RECIPIENTS, DEFAULT_MAX_SIZE, Address, Message
 from .mime import render
+from .delivery.router import FailoverTransport
 from .outbox.records import AddResult, MessageRecord, NewMessage, fingerprint
 from .outbox.store import OutboxStore
 from .transports.base import SendResult, Transport
@@ -34,6 +35,7 @@ class Mailer:
     ``aclose()`` so pooled connections end with a polite QUIT.
     """
 
+from .transports.providers import provider_transport
     def __init__(
         self,
         config: ConnectionConfig | None = None,
@@ -62,7 +64,21 @@ class Mailer:
 
     @staticmethod
     def transport_for(settings: Settings) -> Transport:
-        """SMTP when a server is configured (memory with ``SUPPRESS_SEND``), else the capture transport."""
+        """The configured transports in failover order (``MAILSC_TRANSPORTS``; one alone is used as it is): SMTP
+        (memory with ``SUPPRESS_SEND``) and HTTP providers; with none configured, the capture transport."""
+        plan = settings.transport_plan
+        if plan is not None:
+            sender = settings.sender.email if settings.sender is not None else None
+            members: list[Transport] = []
+            for name in plan.order:
+                if name == "smtp" and settings.smtp is not None:
+                    members.append(MemoryTransport() if settings.smtp.suppress_send else SmtpTransport(settings.smtp))
+                elif name in plan.providers:
+                    members.append(provider_transport(plan.providers[name], sender=sender))
+            if len(members) == 1:
+                return members[0]
+            if members:
+                return FailoverTransport(members)
         if settings.smtp is None:
             logger.warning(
                 "mailer.capture_mode",

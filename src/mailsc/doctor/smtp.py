@@ -76,6 +76,7 @@ class _SmtpDoctor:
         self.session: SmtpSession | None = None
         self.prober = Prober(config)
         self.where = f"{config.host}:{config.port}"
+        self.local_hostname: str | None = None
 
     # -- recording ---------------------------------------------------------------------------------------------
 
@@ -270,7 +271,9 @@ class _SmtpDoctor:
 
     async def ehlo(self, name: str, title: str) -> dict[str, str]:
         assert self.session is not None
-        local = self.config.local_hostname or await asyncio.to_thread(socket.getfqdn)
+        if self.local_hostname is None:  # what aiosmtplib sends too, so the server sees the same name
+            self.local_hostname = self.config.local_hostname or await asyncio.to_thread(socket.getfqdn)
+        local = self.local_hostname
         try:
             reply = await self.session.command(f"EHLO {local}")
         except _FAILURES as exc:
