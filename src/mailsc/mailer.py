@@ -12,16 +12,17 @@ from typing import Any
 
 from .config import ConnectionConfig, Settings
 from .delivery.retry import RetryPolicy
+from .delivery.router import FailoverTransport
 from .delivery.worker import Worker
 from .errors import ConfigError, DeliveryError, MessageError
 from .message import DEFAULT_MAX_RECIPIENTS, DEFAULT_MAX_SIZE, Address, Message
 from .mime import render
-from .delivery.router import FailoverTransport
 from .outbox.records import AddResult, MessageRecord, NewMessage, fingerprint
 from .outbox.store import OutboxStore
 from .transports.base import SendResult, Transport
 from .transports.capture import CaptureTransport
 from .transports.memory import MemoryTransport
+from .transports.providers import provider_transport
 from .transports.smtp import SmtpTransport
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,6 @@ class Mailer:
     ``aclose()`` so pooled connections end with a polite QUIT.
     """
 
-from .transports.providers import provider_transport
     def __init__(
         self,
         config: ConnectionConfig | None = None,

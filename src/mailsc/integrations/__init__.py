@@ -1,0 +1,1 @@
+"""Glue for web frameworks that embed mailsc: ``mailsc.integrations.fastapi`` (lifespan and ``MailerDep``)."""
