@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
+from mailsc import TemplateError
 from mailsc.compat.fastapi_mail import (
     ConnectionConfig,
     EmptyMessagesList,
@@ -216,9 +217,13 @@ async def test_send_message_argument_errors() -> None:
 async def test_template_errors(tmp_path: Path) -> None:
     (tmp_path / "t.html").write_text("{{ name }}")
     fm = FastMail(config(SUPPRESS_SEND=1, TEMPLATE_FOLDER=str(tmp_path)))
-    import jinja2
-
-    with pytest.raises(jinja2.TemplateNotFound):
+    with pytest.raises(TemplateError, match=r"missing\.html"):
         await fm.send_message(message(template_body={}), template_name="missing.html")
+    engine = config(TEMPLATE_FOLDER=str(tmp_path)).template_engine()  # fastapi-mail's accessor
+    assert engine.get_template("t.html").render(name="<b>") == "&lt;b&gt;"
+    with pytest.raises(ValueError, match="TEMPLATE_FOLDER"):
+        config().template_engine()
+    with pytest.raises(TemplateError, match="name"):  # fastapi-mail would render it blank
+        await fm.send_message(message(template_body={"other": 1}), template_name="t.html")
     with pytest.raises(ValueError, match="Unable to build template data dictionary"):
         await fm.send_message(message(template_body=None), html_template="t.html", plain_template="t.html")

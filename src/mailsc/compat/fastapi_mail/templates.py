@@ -1,5 +1,8 @@
-"""Templates from ``TEMPLATE_FOLDER``, rendered as fastapi-mail renders them: a Jinja2 ``Environment`` with a
-``FileSystemLoader`` and autoescape on, the variables from ``template_body`` (a dict, or a list passed as ``body``).
+"""Templates from ``TEMPLATE_FOLDER``, as fastapi-mail's ``template_name``: one file rendered with ``template_body``
+as its variables (a dict, or a list passed as ``body``), through mailsc's ``FileTemplates.render_file``.
+
+So they render in mailsc's bounded sandbox with HTML files autoescaped, and a variable the template uses but
+``template_body`` lacks raises ``TemplateError`` naming it (fastapi-mail renders it as an empty string).
 """
 
 from __future__ import annotations
@@ -8,13 +11,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader
+from jinja2 import Environment
+
+from ...templates import FileTemplates
 
 
 @lru_cache(maxsize=16)
+def file_templates(folder: Path) -> FileTemplates:
+    """One per folder: compiled templates are cached, and recompiled when their file changes."""
+    return FileTemplates(folder)
+
+
 def environment(folder: Path) -> Environment:
-    """One environment per folder (Jinja2 caches compiled templates and reloads a changed file)."""
-    return Environment(loader=FileSystemLoader(folder), autoescape=True)
+    """The Jinja2 environment behind ``ConnectionConfig.template_engine()``."""
+    return file_templates(folder).environment
 
 
 def template_data(data: Any) -> dict[Any, Any]:
@@ -27,5 +37,5 @@ def template_data(data: Any) -> dict[Any, Any]:
 
 
 def render(folder: Path, name: str, data: Any) -> str:
-    """Render ``name`` from ``folder`` with ``data`` (``jinja2.TemplateNotFound`` when it does not exist)."""
-    return environment(folder).get_template(name).render(**template_data(data))
+    """Render the file ``name`` of ``folder`` with ``data``; ``TemplateError`` when it is missing or fails."""
+    return file_templates(folder).render_file(name, template_data(data))
