@@ -12,12 +12,14 @@
     │   ├── IdempotencyConflictError the key was used before for a different message
     │   ├── MessageNotFoundError    no message with that id
     │   └── InvalidStateError       the message is not in a state that allows this (cancel after claim, ...)
-    └── DeliveryError               a send failed; .transient, .smtp_code, .enhanced_code, .recipient, .hint
+    └── DeliveryError               a send failed; .transient, .smtp_code, .enhanced_code, .recipient, .hint, .retry_after
         ├── ConnectionSetupError    the setup is broken, not the message: the transport is unavailable
         │   ├── SmtpConnectError    connection refused, timed out, name not resolved, greeting refused
         │   ├── TlsSetupError       certificate not verified, handshake failed, STARTTLS not offered
         │   ├── AuthenticationError 530/534/535 and friends: wrong credentials or AUTH not possible
-        │   └── SenderNotAcceptedError the server refuses the configured sender (5xx at MAIL FROM)
+        │   ├── SenderNotAcceptedError the server refuses the configured sender (5xx at MAIL FROM)
+        │   └── ProviderUnavailableError an HTTP provider refuses the account: 401/403, suspended, quota used up
+        ├── ProviderError           an HTTP provider's refusal or failure; .provider, .status, .code (its own)
         ├── SenderRefusedError      MAIL FROM refused
         └── RecipientsRefusedError  every recipient refused at RCPT; .refusals has one entry each
 
@@ -183,6 +185,9 @@ class DeliveryError(MailscError):
         self.hint = hint
         super().__init__(message)
 
+    # Seconds the server asked us to wait before the next try (HTTP Retry-After and rate-limit headers), if it did.
+    retry_after: float | None = None
+
     def __str__(self) -> str:
         text = super().__str__()
         return f"{text} (hint: {self.hint})" if self.hint else text
@@ -209,6 +214,38 @@ class AuthenticationError(ConnectionSetupError):
 
 class SenderNotAcceptedError(ConnectionSetupError):
     """The server refuses the configured default sender itself: every message would fail the same way."""
+
+
+class ProviderError(DeliveryError):
+    """An HTTP email provider (SES, SendGrid, Mailgun, Postmark, Resend) did not take the message.
+
+    ``provider`` names it, ``status`` is the HTTP status (``None`` for a network failure), ``code`` the provider's
+    own error code or name (``MessageRejected``, ``406``, ``rate_limit_exceeded``); the message keeps the
+    provider's own text. ``retry_after`` is the wait the provider asked for, in seconds.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        provider: str,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        recipient: str | None = None,
+        hint: str = "",
+    ) -> None:
+        super().__init__(message, transient=transient, recipient=recipient, hint=hint)
+        self.provider = provider
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+
+
+class ProviderUnavailableError(ProviderError, ConnectionSetupError):
+    """The provider refuses the account, not the message: wrong key (401/403), account suspended or paused,
+    sender domain not verified, quota used up. Deferred and the transport paused, never ``failed``."""
 
 
 class SenderRefusedError(DeliveryError):

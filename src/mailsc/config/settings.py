@@ -29,8 +29,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from ..errors import ConfigError, ConfigProblem, MessageError
 from ..message import DEFAULT_MAX_RECIPIENTS, DEFAULT_MAX_SIZE, Address
 from .connection import ConnectionConfig, Security, default_sender, merge_problems, validate_reporting_all
+from .transports import PROVIDER_SECRET_FIELDS, ProviderSettings, build_transport_plan, smtp_transport_url
 
-_SECRET_FIELDS = ("smtp_url", "smtp_password", "database_url", "api_key")
+_SECRET_FIELDS = ("smtp_url", "smtp_password", "database_url", "api_key", *PROVIDER_SECRET_FIELDS)
 _FILE_PROBLEMS = "__mailsc_secret_file_problems__"  # carries this source's problems to Settings._validate_all
 
 
@@ -98,8 +99,11 @@ _SMTP_FIELDS = {  # Settings field -> ConnectionConfig field
 }
 
 
-class Settings(BaseSettings):
-    """Everything mailsc reads from the environment; build it once at an entry point and pass it down."""
+class Settings(BaseSettings, ProviderSettings):
+    """Everything mailsc reads from the environment; build it once at an entry point and pass it down.
+
+    The HTTP provider and failover variables (``MAILSC_TRANSPORT_URL``, ``MAILSC_TRANSPORTS``, ``AWS_*``, ...) are
+    declared in ``config/transports.py``."""
 
     model_config = SettingsConfigDict(
         env_prefix="MAILSC_", env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
@@ -194,6 +198,9 @@ class Settings(BaseSettings):
         if settings is not None:
             assert isinstance(settings, Settings)
             problems = merge_problems(problems, settings._build_smtp())
+            plan, plan_problems = build_transport_plan(settings, smtp_configured=settings._smtp is not None)
+            problems = merge_problems(problems, plan_problems)
+            settings._transport_plan = plan
         if problems:
             raise ConfigError(problems)
         assert isinstance(settings, Settings)
@@ -209,9 +216,13 @@ class Settings(BaseSettings):
                 problems.append(ConfigProblem("MAILSC_MAIL_FROM", exc.errors[0]["msg"], hint))
         fields: dict[str, Any] = {}
         from_url: set[str] = set()
-        if self.smtp_url is not None:
+        smtp_url = self.smtp_url if self.smtp_url is not None else smtp_transport_url(self)
+        if smtp_url is not None:
+            if self.smtp_url is not None and smtp_transport_url(self) is not None:
+                hint = "give the SMTP server once"
+                return [*problems, ConfigProblem("MAILSC_TRANSPORT_URL", "both it and MAILSC_SMTP_URL are set", hint)]
             try:
-                fields = _parse_smtp_url(self.smtp_url.get_secret_value())
+                fields = _parse_smtp_url(smtp_url.get_secret_value())
             except ValueError as exc:
                 hint = "e.g. smtp://user:pass@smtp.example.com:587"
                 return [*problems, ConfigProblem("MAILSC_SMTP_URL", str(exc), hint)]

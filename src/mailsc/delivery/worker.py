@@ -330,7 +330,7 @@ class Worker:
             now=now,
             rand=self._random.random(),
             expires_at=message.expires_at,
-            hint=retry_hint(str(error)),
+            hint=error.retry_after if error.retry_after is not None else retry_hint(str(error)),
         )
         if decision.status != "deferred":
             detail["reason"] = decision.reason

@@ -7,6 +7,7 @@ import contextlib
 from fastapi import APIRouter, Response
 
 from ... import metrics
+from ...delivery.router import FailoverTransport
 from ...errors import OutboxUnavailableError
 from ..deps import ServicesDep
 from ..problems import ApiError, problem_responses
@@ -38,7 +39,15 @@ async def readyz(svc: ServicesDep) -> Health:
             slug="transport-unavailable",
             headers={"Retry-After": "30"},
         )
-    return Health(status="ready", checks={"database": "ok", "transport": name})
+    checks = {"database": "ok", "transport": name}
+    transport = svc.mailer.transport
+    if isinstance(transport, FailoverTransport):
+        # Mail still goes out through a healthy member, so still ready; each paused member is named with its cause.
+        for member, cause in transport.health():
+            checks[f"transport.{member}"] = "ok" if cause is None else f"unavailable ({type(cause).__name__}): {cause}"
+        if any(cause is not None for _, cause in transport.health()):
+            return Health(status="degraded", checks=checks)
+    return Health(status="ready", checks=checks)
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
