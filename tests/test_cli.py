@@ -430,7 +430,7 @@ def test_send_stdin_json_takes_the_api_body(database_url: str) -> None:
     [
         ("not json", "not valid JSON"),
         ("[1, 2]", "one JSON object"),
-        ('{"to": "a@example.org", "template": "welcome", "variables": {}}', "templates are not available yet"),
+        ('{"to": "a@example.org", "template": "welcome", "text": "t"}', "either a template or a text/html body"),
         ('{"to": "a@example.org", "subject": "s", "text": "t", "send_at": "tomorrow"}', "send_at"),
         ('{"to": "a@example.org", "subject": "s", "text": "t", "bogus": 1}', "bogus"),
         (
@@ -680,7 +680,7 @@ def test_send_bulk_with_changed_content_refuses_rows_queued_before(tmp_path: Pat
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--subject", "s", "--text", "t", "--template", "welcome"], "templates are not available yet"),
+        (["--subject", "s", "--text", "t", "--template", "welcome"], "drop --subject, --text"),
         (["--subject", "s"], "--text and/or --html"),
         (["--subject", "Hi {first_name}", "--text", "t"], "{first_name}, which is not a column"),
         (["--subject", "s", "--html", "<p>{x}</p>"], "--html uses {x}"),

@@ -20,11 +20,13 @@ from .errors import (
     SenderRefusedError,
     SmtpConnectError,
     TemplateError,
+    TemplateNotFoundError,
     TlsSetupError,
 )
 from .mailer import Mailer
 from .message import Address, Attachment, Message
 from .mime import render
+from .templates import FileTemplates, RenderedTemplate, TemplateLimits
 from .transports import FileTransport, MemoryTransport, Outcome, SendResult, SmtpTransport, Transport
 
 __version__ = "0.1.0"
@@ -39,6 +41,7 @@ __all__ = [
     "ConnectionSetupError",
     "DeliveryError",
     "Envelope",
+    "FileTemplates",
     "FileTransport",
     "Mailer",
     "MailscError",
@@ -49,6 +52,7 @@ __all__ = [
     "Outcome",
     "RecipientRefusal",
     "RecipientsRefusedError",
+    "RenderedTemplate",
     "SendResult",
     "SenderNotAcceptedError",
     "SenderRefusedError",
@@ -56,6 +60,8 @@ __all__ = [
     "SmtpConnectError",
     "SmtpTransport",
     "TemplateError",
+    "TemplateLimits",
+    "TemplateNotFoundError",
     "TlsSetupError",
     "Transport",
     "__version__",

@@ -5,8 +5,12 @@ worker that knows both the outbox and the transports."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+from collections.abc import Mapping
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -19,6 +23,15 @@ from .message import DEFAULT_MAX_RECIPIENTS, DEFAULT_MAX_SIZE, Address, Message
 from .mime import render
 from .outbox.records import AddResult, MessageRecord, NewMessage, fingerprint
 from .outbox.store import OutboxStore
+from .outbox.templates import StoredTemplate
+from .templates import (
+    FileTemplates,
+    RenderedTemplate,
+    TemplateCatalog,
+    TemplateLimits,
+    check_template_fields,
+    message_from_template,
+)
 from .transports.base import SendResult, Transport
 from .transports.capture import CaptureTransport
 from .transports.memory import MemoryTransport
@@ -46,6 +59,8 @@ class Mailer:
         max_recipients: int = DEFAULT_MAX_RECIPIENTS,
         outbox: OutboxStore | str | None = None,
         retry_policy: RetryPolicy | None = None,
+        templates_dir: str | os.PathLike[str] = Path("templates/email"),
+        template_limits: TemplateLimits | None = None,
     ) -> None:
         if transport is None:
             if config is None:
@@ -61,6 +76,10 @@ class Mailer:
         self._outbox_lock = asyncio.Lock()
         self._worker: Worker | None = None
         self._worker_task: asyncio.Task[None] | None = None
+        # Templates by name: the latest stored version (when there is an outbox), else the files of templates_dir.
+        self.templates = TemplateCatalog(
+            FileTemplates(templates_dir, limits=template_limits), lookup=self._stored_template
+        )
 
     @staticmethod
     def transport_for(settings: Settings) -> Transport:
@@ -101,6 +120,7 @@ class Mailer:
             max_recipients=settings.max_recipients,
             outbox=outbox if outbox is not None else settings.database_url.get_secret_value(),
             retry_policy=RetryPolicy(max_age=settings.retry_max_age),
+            templates_dir=settings.templates_dir,
         )
 
     @property
@@ -110,8 +130,44 @@ class Mailer:
             raise AttributeError("only a Mailer on a MemoryTransport keeps an outbox")
         return list(self.transport.outbox)
 
-    async def send(self, message: Message) -> SendResult:
-        """Render and deliver ``message`` now; raises ``MessageError`` or a ``DeliveryError`` subclass."""
+    async def _stored_template(self, name: str) -> StoredTemplate | None:
+        if self._outbox is None:
+            return None
+        return await (await self.outbox_store()).get_template(name)
+
+    async def compose(
+        self,
+        message: Message | Mapping[str, Any],
+        *,
+        template: str | None = None,
+        variables: Mapping[str, Any] | None = None,
+    ) -> tuple[Message, RenderedTemplate | None]:
+        """The ``Message`` to send: ``message`` itself, or with ``template`` its fields (a mapping such as
+        ``{"to": "ada@example.org"}``) completed by the rendered template. Raises ``MessageError`` or
+        ``TemplateError`` (naming the template, line and missing variable)."""
+        if template is None:
+            if variables is not None:
+                raise MessageError.single("variables", "variables are only used with a template")
+            return (message if isinstance(message, Message) else Message.from_dict(message)), None
+        if isinstance(message, Message):
+            raise TypeError("with a template, give the other message fields as a mapping: {'to': ...}")
+        check_template_fields(message)
+        rendered = await self.templates.render(template, variables or {})
+        return message_from_template(message, rendered), rendered
+
+    async def send(
+        self,
+        message: Message | Mapping[str, Any],
+        *,
+        template: str | None = None,
+        variables: Mapping[str, Any] | None = None,
+    ) -> SendResult:
+        """Render and deliver ``message`` now; raises ``MessageError``, ``TemplateError`` or a ``DeliveryError``.
+
+        With ``template=`` (a stored template, else a file in the templates folder) and ``variables=``,
+        ``message`` holds the other fields: ``await mailer.send({"to": "ada@example.org"}, template="welcome",
+        variables={"name": "Ada"})``."""
+        message, _ = await self.compose(message, template=template, variables=variables)
         envelope = render(
             message, default_sender=self.default_sender, max_size=self.max_size, max_recipients=self.max_recipients
         )
@@ -128,8 +184,10 @@ class Mailer:
 
     async def enqueue(
         self,
-        message: Message,
+        message: Message | Mapping[str, Any],
         *,
+        template: str | None = None,
+        variables: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
         send_at: datetime | None = None,
         expires_at: datetime | None = None,
@@ -138,17 +196,25 @@ class Mailer:
 
         The same ``idempotency_key`` with the same message returns the first id; with another message it raises
         ``IdempotencyConflictError``. ``send_at`` delays the first try; undelivered mail past ``expires_at`` is
-        dropped as expired.
+        dropped as expired. With ``template=`` and ``variables=`` the message is rendered now (a template error
+        stores nothing) and records the template's name and version; ``message`` then holds the other fields.
         """
         result = await self.enqueue_with_result(
-            message, idempotency_key=idempotency_key, send_at=send_at, expires_at=expires_at
+            message,
+            template=template,
+            variables=variables,
+            idempotency_key=idempotency_key,
+            send_at=send_at,
+            expires_at=expires_at,
         )
         return result.id
 
     async def enqueue_with_result(
         self,
-        message: Message,
+        message: Message | Mapping[str, Any],
         *,
+        template: str | None = None,
+        variables: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
         send_at: datetime | None = None,
         expires_at: datetime | None = None,
@@ -157,19 +223,35 @@ class Mailer:
         for name, value in (("send_at", send_at), ("expires_at", expires_at)):
             if value is not None and value.tzinfo is None:
                 raise MessageError.single(name, "must be timezone-aware (e.g. datetime.now(UTC))")
+        request = message
+        message, rendered = await self.compose(message, template=template, variables=variables)
         envelope = render(
             message, default_sender=self.default_sender, max_size=self.max_size, max_recipients=self.max_recipients
         )
         # The request's fingerprint only tells a replay from a conflicting reuse of a key: without a key, skip it.
-        request = (
-            fingerprint(message.model_dump_json(by_alias=True), str(send_at), str(expires_at))
-            if idempotency_key is not None
-            else ""
-        )
+        # With a template, the request (name and variables), not its rendering: a replay after a new version of the
+        # template is still the same request.
+        digest = ""
+        if idempotency_key is not None:
+            digest = fingerprint(
+                _request_json(request, template, variables)
+                if template is not None
+                else message.model_dump_json(by_alias=True),
+                str(send_at),
+                str(expires_at),
+            )
         store = await self.outbox_store()
         result = await store.add(
             NewMessage(
-                envelope, request, idempotency_key, send_at, expires_at, tuple(message.tags), dict(message.metadata)
+                envelope,
+                digest,
+                idempotency_key,
+                send_at,
+                expires_at,
+                tuple(message.tags),
+                dict(message.metadata),
+                rendered.name if rendered is not None else None,
+                rendered.version if rendered is not None else None,
             )
         )
         if self._worker is not None:
@@ -243,3 +325,9 @@ class Mailer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+def _request_json(fields: Message | Mapping[str, Any], template: str, variables: Mapping[str, Any] | None) -> str:
+    """A templated request as canonical JSON (values JSON cannot hold by their ``str``), for its fingerprint."""
+    body = fields.model_dump(mode="json", by_alias=True) if isinstance(fields, Message) else dict(fields)
+    return json.dumps([template, variables or {}, body], sort_keys=True, default=str)

@@ -18,7 +18,7 @@ from ..web import install as install_web
 from . import problems
 from .deps import Services
 from .middleware import RequestContext
-from .routes import health, messages
+from .routes import health, messages, templates
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
     )
     problems.install(app)
     app.include_router(messages.router)
+    app.include_router(templates.router)
     app.include_router(health.router)
     install_web(app, settings)  # the dev inbox / message log pages at /
     app.add_middleware(RequestContext, max_body=settings.max_request_size)

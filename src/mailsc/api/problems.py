@@ -20,6 +20,7 @@ from ..errors import (
     MessageError,
     MessageNotFoundError,
     OutboxUnavailableError,
+    TemplateError,
 )
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ MEDIA_TYPE = "application/problem+json"
 # mailsc error -> (HTTP status, problem type slug). The first matching class wins.
 STATUS_OF: list[tuple[type[MailscError], int, str]] = [
     (MessageError, 422, "invalid-message"),
+    (TemplateError, 422, "template-error"),
     (IdempotencyConflictError, 409, "idempotency-conflict"),
     (InvalidStateError, 409, "invalid-state"),
     (MessageNotFoundError, 404, "not-found"),
@@ -148,7 +150,7 @@ def install(app: FastAPI) -> None:
     async def _mailsc(request: Request, exc: MailscError) -> JSONResponse:
         for error_type, status, slug in STATUS_OF:
             if isinstance(exc, error_type):
-                errors = exc.errors if isinstance(exc, MessageError) else None
+                errors = exc.errors if isinstance(exc, MessageError | TemplateError) else None
                 headers = {"Retry-After": "5"} if status == 503 else None
                 return problem_response(request, ApiError(status, str(exc), slug=slug, errors=errors, headers=headers))
         logger.error("api.unmapped_error", extra={"error": type(exc).__name__})

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, Base64Bytes, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, Base64Bytes, BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
 from ..message import Attachment, Message
@@ -37,8 +37,13 @@ class AttachmentIn(BaseModel):
     content_id: str | None = Field(None, description="for inline images: referenced as cid:... in the HTML")
 
 
+TEMPLATE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$"
+
+
 class MessageCreate(BaseModel):
-    """One message to accept. Give ``text``, ``html`` or both; ``from`` defaults to the configured sender."""
+    """One message to accept. Give ``text``, ``html`` or both, or a ``template`` with its ``variables`` (the
+    template gives the subject and the bodies; a ``subject`` given here replaces the template's); ``from`` defaults
+    to the configured sender."""
 
     model_config = ConfigDict(extra="forbid", validate_by_name=True, json_schema_extra={"examples": [EXAMPLE]})
 
@@ -47,9 +52,13 @@ class MessageCreate(BaseModel):
     cc: Addresses | None = None
     bcc: Addresses | None = None
     reply_to: Addresses | None = None
-    subject: str = Field(max_length=998)
+    subject: str | None = Field(None, max_length=998, description="required unless a template gives it")
     text: str | None = None
     html: str | None = None
+    template: str | None = Field(
+        None, pattern=TEMPLATE_NAME, description="a stored template, else a file of MAILSC_TEMPLATES_DIR"
+    )
+    variables: dict[str, Any] | None = Field(None, description="the template's variables")
     headers: dict[str, str] = Field(default_factory=dict)
     attachments: list[AttachmentIn] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list, max_length=20)
@@ -57,10 +66,24 @@ class MessageCreate(BaseModel):
     send_at: AwareDatetime | None = Field(None, description="RFC 3339; the first time the message may be sent")
     expires_at: AwareDatetime | None = Field(None, description="RFC 3339; undelivered mail is dropped after this")
 
+    @model_validator(mode="after")
+    def _template_or_body(self) -> MessageCreate:
+        if self.template is None:
+            if self.subject is None:
+                raise ValueError("subject is required (or give a template)")
+            if self.variables is not None:
+                raise ValueError("variables are only used with a template")
+        elif self.text is not None or self.html is not None:
+            raise ValueError("give either a template or a text/html body, not both")
+        return self
+
     def to_message(self) -> Message:
         """The library ``Message``; raises ``MessageError`` with the location of every bad field."""
-        return Message(
-            **{"from": self.from_},
+        return Message(**self.to_fields())
+
+    def to_fields(self) -> dict[str, Any]:
+        """The ``Message`` fields this request gives (with a template: all but the rendered ones)."""
+        fields: dict[str, Any] = dict(
             to=self.to,
             cc=self.cc,
             bcc=self.bcc,
@@ -83,6 +106,8 @@ class MessageCreate(BaseModel):
                 for a in self.attachments
             ],
         )
+        fields["from"] = self.from_
+        return fields
 
 
 class BatchItem(MessageCreate):
@@ -158,6 +183,8 @@ class MessagePublic(MessageSummary):
     expires_at: datetime | None
     next_attempt_at: datetime | None
     smtp_code: int | None
+    template_name: str | None = Field(None, description="the template the message was rendered from, if any")
+    template_version: int | None = Field(None, description="its stored version (null for a file template)")
     events: list[EventPublic]
 
     @classmethod
@@ -171,6 +198,8 @@ class MessagePublic(MessageSummary):
             expires_at=record.expires_at,
             next_attempt_at=record.next_attempt_at,
             smtp_code=record.smtp_code,
+            template_name=record.template_name,
+            template_version=record.template_version,
             events=[EventPublic(**e) for e in record.events],
         )
 

@@ -26,9 +26,22 @@ from .common import EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAGE, _configure_logging, _
 
 @dataclass(frozen=True)
 class _Request:
-    message: Message
+    message: Message | dict[str, Any]  # with a template: the fields the rendered template completes
     send_at: datetime | None = None
     expires_at: datetime | None = None
+    template: str | None = None
+    variables: dict[str, Any] | None = None
+
+
+def _variables(pairs: Sequence[str]) -> dict[str, str]:
+    """``--var name=value`` flags as template variables."""
+    found: dict[str, str] = {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        if not equals or not name.strip():
+            raise _fail(f"--var {pair!r}: write it as name=value", EXIT_USAGE)
+        found[name.strip()] = value
+    return found
 
 
 def _read_stdin() -> bytes:
@@ -56,8 +69,11 @@ def _request_from_json(raw: bytes, tags: Sequence[str]) -> _Request:
         raise _fail(f"stdin is not valid JSON: {exc}", EXIT_USAGE) from None
     if not isinstance(data, dict):
         raise _fail("stdin must hold one JSON object (a message)", EXIT_USAGE)
-    if "template" in data or "variables" in data:
-        raise _fail("templates are not available yet: give subject and text/html", EXIT_USAGE)
+    template, variables = data.pop("template", None), data.pop("variables", None)
+    if template is not None and not isinstance(template, str):
+        raise MessageError.single("template", "must be a template name (a string)")
+    if variables is not None and not isinstance(variables, dict):
+        raise MessageError.single("variables", "must be a JSON object")
     send_at, expires_at = _time(data, "send_at"), _time(data, "expires_at")
     attachments = data.get("attachments")
     if isinstance(attachments, list):
@@ -70,6 +86,10 @@ def _request_from_json(raw: bytes, tags: Sequence[str]) -> _Request:
     existing = data.get("tags") or []
     if tags and isinstance(existing, list):
         data["tags"] = [*existing, *tags]
+    if template is not None:
+        return _Request(data, send_at, expires_at, template, variables)
+    if variables is not None:
+        raise MessageError.single("variables", "variables are only used with a template")
     return _Request(Message.from_dict(data), send_at, expires_at)
 
 
@@ -152,15 +172,23 @@ def send(
     wait: Annotated[bool, typer.Option(help="deliver from this process and print the final status")] = False,
     timeout: Annotated[float, typer.Option(min=0, help="with --wait: give up after this many seconds")] = 60.0,
     now: Annotated[bool, typer.Option(help="skip the outbox: send directly and print the server's reply")] = False,
+    template: Annotated[
+        str | None, typer.Option(help="render this template (stored, else a file of MAILSC_TEMPLATES_DIR)")
+    ] = None,
+    var: Annotated[
+        list[str] | None, typer.Option("--var", help="template variable name=value; repeat for several")
+    ] = None,
 ) -> None:
     """Queue one message in the durable outbox and print its id (a worker, or `serve`, delivers it).
 
-    The message comes from the flags, or from stdin with --stdin-json or --stdin-eml. With --wait this process
+    The message comes from the flags (with --template and --var name=value, the template gives the subject and
+    body), or from stdin with --stdin-json or --stdin-eml. With --wait this process
     delivers due mail itself until the message is final (exit 0 sent, 1 failed/expired/cancelled, 3 timed out).
     """
     settings = _settings()
     flags = [f"--{n}" for n, v in (("to", to), ("cc", cc), ("bcc", bcc), ("subject", subject)) if v]
     flags += [f"--{n}" for n, v in (("text", text), ("html", html), ("from", sender)) if v is not None]
+    flags += [f"--{n}" for n, v in (("template", template), ("var", var)) if v]
     if stdin_json and stdin_eml:
         raise _fail("give one of --stdin-json and --stdin-eml", EXIT_USAGE)
     if (stdin_json or stdin_eml) and flags:
@@ -173,21 +201,33 @@ def send(
         elif stdin_eml:
             request = _request_from_eml(_read_stdin(), tag or [])
         else:
-            if subject is None:
-                raise _fail("--subject is required (or the message on stdin: --stdin-json, --stdin-eml)", EXIT_USAGE)
             fields = {"from": sender, "to": to or [], "cc": cc or [], "bcc": bcc or [], "tags": tag or []}
-            request = _Request(Message(**fields, subject=subject, text=text, html=html))
+            if template is not None:
+                if text is not None or html is not None:
+                    raise _fail("--template gives the body: drop --text and --html", EXIT_USAGE)
+                request = _Request({**fields, "subject": subject}, template=template, variables=_variables(var or []))
+            else:
+                if var:
+                    raise _fail("--var is only used with --template", EXIT_USAGE)
+                if subject is None:
+                    raise _fail(
+                        "--subject is required (or --template, or the message on stdin: --stdin-json, --stdin-eml)",
+                        EXIT_USAGE,
+                    )
+                request = _Request(Message(**fields, subject=subject, text=text, html=html))
     if now and (request.send_at is not None or request.expires_at is not None):
         raise _fail("--now sends directly: send_at and expires_at need the outbox (drop --now)", EXIT_USAGE)
     _configure_logging(settings, interactive=True)
     if now:
-        _send_now(settings, request.message)
+        _send_now(settings, request)
         return
 
     async def _enqueue() -> int:
         async with Mailer.from_env(settings) as mailer:
             result = await mailer.enqueue_with_result(
                 request.message,
+                template=request.template,
+                variables=request.variables,
                 idempotency_key=idempotency_key,
                 send_at=request.send_at,
                 expires_at=request.expires_at,
@@ -214,13 +254,13 @@ def send(
         raise typer.Exit(code)
 
 
-def _send_now(settings: Settings, message: Message) -> None:
+def _send_now(settings: Settings, request: _Request) -> None:
     if settings.smtp is None:
         raise _fail("no SMTP server configured: set MAILSC_SMTP_URL or MAILSC_SMTP_HOST", EXIT_USAGE)
 
     async def _send() -> str:
         async with Mailer.from_env(settings) as mailer:
-            result = await mailer.send(message)
+            result = await mailer.send(request.message, template=request.template, variables=request.variables)
         refused = "".join(f"\nrefused {r.recipient}: {r.smtp_code} {r.message}" for r in result.refused)
         return f"sent {result.message_id}: {result.reply}{refused}"
 

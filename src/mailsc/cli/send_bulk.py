@@ -11,12 +11,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..config import Settings
-from ..errors import IdempotencyConflictError, MessageError, OutboxError
+from ..errors import IdempotencyConflictError, MessageError, OutboxError, TemplateError, TemplateNotFoundError
 from ..mailer import Mailer
 from ..message import Address, Message
 from ..outbox.records import AddResult
@@ -119,15 +119,21 @@ def send_bulk(
     text: Annotated[str | None, typer.Option(help="plain-text body, with {column} placeholders")] = None,
     html: Annotated[str | None, typer.Option(help="HTML body, with {column} placeholders (values are escaped)")] = None,
     sender: Annotated[str | None, typer.Option("--from", help="sender; defaults to MAILSC_MAIL_FROM")] = None,
-    template: Annotated[str | None, typer.Option(help="a stored template (not available yet)")] = None,
+    template: Annotated[
+        str | None,
+        typer.Option(help="a stored template (else a file of MAILSC_TEMPLATES_DIR); the columns are its variables"),
+    ] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="tag every message; repeat for several")] = None,
 ) -> None:
     """Queue one message per CSV row. Idempotent: after a crash or Ctrl-C, re-run the same command on the same
-    file and no row is queued twice (rows are identified by the file's path, their line and their content)."""
+    file and no row is queued twice (rows are identified by the file's path, their line and their content).
+    With --template, each row's columns are the template's variables and the template gives subject and body."""
     if template is not None:
-        raise _fail("templates are not available yet: use --subject with --text and/or --html", EXIT_USAGE)
-    if subject is None or (text is None and html is None):
-        raise _fail("give --subject and --text and/or --html", EXIT_USAGE)
+        given = [f"--{n}" for n, v in (("subject", subject), ("text", text), ("html", html)) if v is not None]
+        if given:
+            raise _fail(f"--template gives the subject and body: drop {', '.join(given)}", EXIT_USAGE)
+    elif subject is None or (text is None and html is None):
+        raise _fail("give --subject and --text and/or --html (or --template)", EXIT_USAGE)
     settings = _settings()
     with _errors():
         if sender is None and settings.sender is None:
@@ -150,10 +156,18 @@ def send_bulk(
     _configure_logging(settings, interactive=True)
     tags = list(tag or [])
 
-    def build(row: _Row) -> Message:
+    def build(row: _Row) -> Message | dict[str, Any]:
         recipient = row.values.get(column, "").strip()
         if not recipient:
             raise MessageError.single("to", f"the {column!r} column is empty")
+        if template is not None:
+            return {
+                "from": sender,
+                "to": [recipient],
+                "tags": tags,
+                "metadata": {"bulk_file": csv_file.name, "bulk_line": str(row.line)},
+            }
+        assert subject is not None
         return Message(
             **{"from": sender},
             to=[recipient],
@@ -166,7 +180,7 @@ def send_bulk(
 
     counts = _BulkCounts()
     with _errors("interrupted: the rows queued so far stay queued; re-run the same command to continue"):
-        asyncio.run(_queue_rows(settings, rows, build, counts))
+        asyncio.run(_queue_rows(settings, rows, build, counts, template))
     typer.echo(
         f"queued {counts.queued}, already queued {counts.replayed} (by an earlier run), refused {counts.refused}"
     )
@@ -175,7 +189,11 @@ def send_bulk(
 
 
 async def _queue_rows(
-    settings: Settings, rows: list[_Row], build: Callable[[_Row], Message], counts: _BulkCounts
+    settings: Settings,
+    rows: list[_Row],
+    build: Callable[[_Row], Message | dict[str, Any]],
+    counts: _BulkCounts,
+    template: str | None = None,
 ) -> None:
     from rich.text import Text
 
@@ -186,18 +204,28 @@ async def _queue_rows(
         console.print(Text(f"line {row.line}: {reason}"))
 
     async with Mailer.from_env(settings) as mailer:
+        if template is not None:
+            await mailer.templates.ensure_exists(template)  # a misspelt name fails once, not once per row
         with _progress(console) as progress:
             task = progress.add_task("queueing", total=len(rows))
             for start in range(0, len(rows), BULK_CHUNK):
                 chunk = rows[start : start + BULK_CHUNK]
-                valid: list[tuple[_Row, Message]] = []
+                valid: list[tuple[_Row, Message | dict[str, Any]]] = []
                 for row in chunk:
                     try:
                         valid.append((row, build(row)))
                     except MessageError as exc:
                         refuse(row, str(exc))
                 results = await asyncio.gather(
-                    *(mailer.enqueue_with_result(message, idempotency_key=row.key) for row, message in valid),
+                    *(
+                        mailer.enqueue_with_result(
+                            message,
+                            template=template,
+                            variables=row.values if template is not None else None,
+                            idempotency_key=row.key,
+                        )
+                        for row, message in valid
+                    ),
                     return_exceptions=True,
                 )
                 stopped: tuple[_Row, BaseException] | None = None
@@ -207,7 +235,9 @@ async def _queue_rows(
                         counts.queued += not result.replayed
                     elif isinstance(result, IdempotencyConflictError):
                         refuse(row, f"queued by an earlier run with other content (message {result.existing_id})")
-                    elif isinstance(result, MessageError):
+                    elif isinstance(result, TemplateNotFoundError) and stopped is None:
+                        stopped = (row, result)  # no row can be rendered: stop at once
+                    elif isinstance(result, MessageError | TemplateError):
                         refuse(row, str(result))
                     elif stopped is None:
                         stopped = (row, result)
@@ -215,7 +245,7 @@ async def _queue_rows(
                 if stopped is not None:
                     row, error = stopped
                     if not isinstance(error, OutboxError):
-                        raise error
+                        raise error  # a TemplateNotFoundError ends the command as a usage error
                     raise OutboxError(
                         f"stopped at line {row.line}: {error}; this run queued {counts.queued} rows before it; "
                         "re-run the same command to continue (no row is queued twice)"

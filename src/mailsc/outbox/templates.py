@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy import text as sql
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import OutboxError
@@ -40,10 +41,12 @@ class OutboxTemplates(OutboxBase):
 
     async def put_template(self, name: str, *, subject: str, html: str | None, text: str | None) -> StoredTemplate:
         """Store a new version of ``name`` (version 1 for a new name) and return it."""
-        for _ in range(5):  # two processes storing the same name at once: UNIQUE(name, version) makes one retry
+        for _ in range(5):  # UNIQUE(name, version) makes a writer that lost a race retry with the next number
             now = utcnow()
             try:
                 async with self._write() as conn:
+                    if self.dialect == "postgresql":  # writers of one name queue here (SQLite has one writer anyway)
+                        await conn.execute(sql("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
                     highest = await conn.scalar(select(func.max(templates.c.version)).where(templates.c.name == name))
                     version = int(highest or 0) + 1
                     await conn.execute(

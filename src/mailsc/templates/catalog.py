@@ -46,6 +46,12 @@ class TemplateCatalog:
             task.add_done_callback(done)
         return await asyncio.shield(task)
 
+    async def ensure_exists(self, name: str) -> None:
+        """Raise ``TemplateNotFoundError`` unless ``name`` is a stored template or a template file (a quick check
+        before rendering many messages with it)."""
+        if await self.source(name) is None:
+            self.files.compiled(name)
+
     async def render(self, name: str, variables: Mapping[str, Any] | None = None) -> RenderedTemplate:
         """Render template ``name``; raises ``TemplateNotFoundError`` or another ``TemplateError``."""
         source = await self.source(name)

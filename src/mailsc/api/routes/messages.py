@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import ValidationError
 
 from ... import metrics
-from ...errors import IdempotencyConflictError, MessageError
+from ...errors import IdempotencyConflictError, MessageError, TemplateError
+from ...message import Message
 from ..deps import Caller, ServicesDep, idempotency_key, json_body
 from ..problems import ApiError, problem_responses
 from ..schemas import (
@@ -48,7 +49,12 @@ async def accept(
 ) -> MessageAccepted:
     """Accept one message. Answers 202 only after the message is durably stored."""
     result = await svc.mailer.enqueue_with_result(
-        body.to_message(), idempotency_key=key, send_at=body.send_at, expires_at=body.expires_at
+        _content(body),
+        template=body.template,
+        variables=body.variables,
+        idempotency_key=key,
+        send_at=body.send_at,
+        expires_at=body.expires_at,
     )
     if result.replayed:
         response.status_code = 200
@@ -56,6 +62,11 @@ async def accept(
     else:
         metrics.record_accepted()
     return MessageAccepted(id=result.id, created_at=result.created_at)
+
+
+def _content(body: MessageCreate) -> Message | dict[str, Any]:
+    """The message, or with a template the fields the rendered template completes (rendered at acceptance)."""
+    return body.to_message() if body.template is None else body.to_fields()
 
 
 @router.post("/batch", status_code=207, response_model=BatchAccepted, dependencies=[Depends(json_body)])
@@ -81,12 +92,14 @@ async def _enqueue_all(svc: ServicesDep, items: list[tuple[int, BatchItem]]) -> 
     async def one(index: int, item: BatchItem) -> BatchResult:
         try:
             result = await svc.mailer.enqueue_with_result(
-                item.to_message(),
+                _content(item),
+                template=item.template,
+                variables=item.variables,
                 idempotency_key=item.idempotency_key,
                 send_at=item.send_at,
                 expires_at=item.expires_at,
             )
-        except MessageError as exc:
+        except (MessageError, TemplateError) as exc:
             return BatchResult(index=index, status=422, detail=str(exc), errors=exc.errors)
         except IdempotencyConflictError as exc:
             return BatchResult(index=index, status=409, detail=str(exc))
