@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from bench import DOC, Section, Settings, api, outbox, summary, transport, write_section
+from bench import DOC, Section, Settings, api, outbox, summary, templates, transport, write_section
 
 BENCHMARKS: dict[str, Callable[[Settings], Section]] = {
     "summary": summary.run,
@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, Callable[[Settings], Section]] = {
     "outbox": outbox.run,
     "outbox-breaker": outbox.run_breaker,
     "api": api.run,
+    "templates": templates.run,
 }
 
 
