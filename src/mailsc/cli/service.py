@@ -7,17 +7,13 @@ import os
 import signal
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from ..config import is_loopback
 from ..delivery.worker import Worker
 from ..mailer import Mailer
-
-if TYPE_CHECKING:
-    from fastapi import FastAPI
-
 from .common import EXIT_FAILED, EXIT_USAGE, _configure_logging, _errors, _fail, _on_store, _settings
 
 
@@ -94,7 +90,7 @@ def serve(
 _RUN_WORKER = "MAILSC_SERVE_RUN_WORKER"  # set by `serve --processes N` for the processes it starts
 
 
-def app_from_environment() -> FastAPI:
+def app_from_environment() -> Any:  # a FastAPI app (fastapi is imported only under api/)
     """The app of one `mailsc serve --processes N` process: settings and logging from the environment."""
     from ..api.app import create_app
 

@@ -39,7 +39,9 @@ class OutboxStore(OutboxTemplates, OutboxManagement):
 
     def __init__(self, engine: AsyncEngine) -> None:
         super().__init__(engine)
-        self._adds: GroupCommitter[NewMessage, AddResult] = GroupCommitter(self._write_adds)
+        # PostgreSQL commits several batches at once (each on its own pooled connection); SQLite has one writer.
+        in_flight = 1 if self.dialect == "sqlite" else 3
+        self._adds: GroupCommitter[NewMessage, AddResult] = GroupCommitter(self._write_adds, in_flight=in_flight)
         # Outcomes linger a few milliseconds so one commit carries many: nobody waits on them but the worker.
         self._settles: GroupCommitter[tuple[str, Settled], bool] = GroupCommitter(self._write_settled, linger=0.005)
 
