@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from bench import DOC, Section, Settings, api, outbox, summary, templates, transport, write_section
+from bench import DOC, Section, Settings, api, outbox, summary, templates, transport, transports, write_section
 
 BENCHMARKS: dict[str, Callable[[Settings], Section]] = {
     "summary": summary.run,
     "transport": transport.run,
+    "transports": transports.run,
     "outbox": outbox.run,
     "outbox-breaker": outbox.run_breaker,
     "api": api.run,

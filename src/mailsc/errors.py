@@ -12,7 +12,8 @@
     │   ├── IdempotencyConflictError the key was used before for a different message
     │   ├── MessageNotFoundError    no message with that id
     │   └── InvalidStateError       the message is not in a state that allows this (cancel after claim, ...)
-    └── DeliveryError               a send failed; .transient, .smtp_code, .enhanced_code, .recipient, .hint, .retry_after
+    └── DeliveryError               a send failed; .transient, .smtp_code, .enhanced_code, .recipient, .hint,
+                                    .retry_after
         ├── ConnectionSetupError    the setup is broken, not the message: the transport is unavailable
         │   ├── SmtpConnectError    connection refused, timed out, name not resolved, greeting refused
         │   ├── TlsSetupError       certificate not verified, handshake failed, STARTTLS not offered

@@ -27,8 +27,14 @@ UNAUTHORIZED = Reply(401, {"ErrorCode": 10, "Message": "Bad or missing Server AP
 
 
 def inactive(address: str) -> Reply:
-    return Reply(422, {"ErrorCode": 406, "Message": f"You tried to send to recipient(s) that have been marked as "
-                       f"inactive. Found inactive addresses: {address}."})
+    return Reply(
+        422,
+        {
+            "ErrorCode": 406,
+            "Message": f"You tried to send to recipient(s) that have been marked as "
+            f"inactive. Found inactive addresses: {address}.",
+        },
+    )
 
 
 @pytest.fixture
@@ -53,7 +59,8 @@ async def test_a_refused_account_fails_over_and_is_not_asked_again(
     assert len(server.requests) == 1  # paused after the first 401, not asked per message
     [(first, cause), (second, healthy)] = router.health()
     assert (first, second, healthy) == ("postmark", "memory", None)
-    assert cause is not None and "HTTP 401" in str(cause)
+    assert cause is not None
+    assert "HTTP 401" in str(cause)
 
 
 async def test_a_permanent_refusal_is_never_failed_over(postmark: tuple[ContractServer, HttpProviderTransport]) -> None:
@@ -63,7 +70,8 @@ async def test_a_permanent_refusal_is_never_failed_over(postmark: tuple[Contract
     router = FailoverTransport([primary, backup])
     with pytest.raises(ProviderError) as info:
         await router.send(simple_envelope("ada@example.org"))
-    assert classify(info.value) is Outcome.PERMANENT and backup.outbox == []
+    assert classify(info.value) is Outcome.PERMANENT
+    assert backup.outbox == []
 
 
 async def test_a_message_too_large_for_the_backup_waits_for_the_primary(
@@ -79,9 +87,11 @@ async def test_a_message_too_large_for_the_backup_waits_for_the_primary(
         with pytest.raises(DeliveryError) as info:
             await router.send(envelope_of(rich_message()))
         await backup.aclose()
-    assert small.transport == "resend" and len(resend_server.sent) == 1
+    assert small.transport == "resend"
+    assert len(resend_server.sent) == 1
     # Deferred as a retry (the backup is healthy: the worker must not pause everything for this one message).
-    assert classify(info.value) is Outcome.RETRY and "larger than its limit" in str(info.value)
+    assert classify(info.value) is Outcome.RETRY
+    assert "larger than its limit" in str(info.value)
 
 
 async def test_a_message_too_large_for_every_transport_fails() -> None:
@@ -97,12 +107,15 @@ async def test_repeated_retry_later_moves_to_the_next_transport(
     postmark: tuple[ContractServer, HttpProviderTransport],
 ) -> None:
     server, primary = postmark
-    server.script = lambda request: Reply(429, {"ErrorCode": 429, "Message": "Rate limit exceeded"}, {"Retry-After": "60"})
+    server.script = lambda request: Reply(
+        429, {"ErrorCode": 429, "Message": "Rate limit exceeded"}, {"Retry-After": "60"}
+    )
     backup = MemoryTransport()
     router = FailoverTransport([primary, backup], retry_streak=2)
     with pytest.raises(ProviderError) as first:
         await router.send(simple_envelope())
-    assert classify(first.value) is Outcome.RETRY and first.value.retry_after == 60.0
+    assert classify(first.value) is Outcome.RETRY
+    assert first.value.retry_after == 60.0
     second = await router.send(simple_envelope())  # the second retry-later in a row: this one fails over
     third = await router.send(simple_envelope())  # the primary rests for its Retry-After
     assert (second.transport, third.transport) == ("memory", "memory")
@@ -135,9 +148,7 @@ async def _wait_for(client: httpx.AsyncClient, message_id: str, status: str) -> 
     raise AssertionError(f"message {message_id} is {body.get('status')}, not {status}: {body}")
 
 
-async def test_end_to_end_a_refused_primary_delivers_through_smtp(
-    tmp_path: Path, smtp_server: SmtpServer
-) -> None:
+async def test_end_to_end_a_refused_primary_delivers_through_smtp(tmp_path: Path, smtp_server: SmtpServer) -> None:
     async with ContractServer("postmark") as server:
         assert isinstance(server, ContractServer)
         server.script = lambda request: UNAUTHORIZED
@@ -146,19 +157,22 @@ async def test_end_to_end_a_refused_primary_delivers_through_smtp(
         )
         async with running(settings) as client:
             ids = [
-                (await client.post("/v1/messages", json={"to": f"u{i}@example.org", "subject": "Hi", "text": "x"})).json()[
-                    "id"
-                ]
+                (
+                    await client.post("/v1/messages", json={"to": f"u{i}@example.org", "subject": "Hi", "text": "x"})
+                ).json()["id"]
                 for i in range(5)
             ]
             bodies = [await _wait_for(client, i, "sent") for i in ids]
             ready = await client.get("/readyz")
-    assert len(smtp_server.received) == 5 and server.sent == []
+    assert len(smtp_server.received) == 5
+    assert server.sent == []
     sent_events = [e for b in bodies for e in b["events"] if e["type"] == "sent"]
     assert {e["detail"]["transport"] for e in sent_events} == {"smtp"}
-    assert ready.status_code == 200 and ready.json()["status"] == "degraded"
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "degraded"
     checks = ready.json()["checks"]
-    assert checks["transport.smtp"] == "ok" and "HTTP 401" in checks["transport.postmark"]
+    assert checks["transport.smtp"] == "ok"
+    assert "HTTP 401" in checks["transport.postmark"]
     assert checks["transport"] == "failover(postmark,smtp)"
 
 
@@ -175,8 +189,8 @@ async def test_end_to_end_an_inactive_recipient_fails_and_is_not_sent_through_sm
             tmp_path, smtp_server, transports="postmark,smtp", postmark_url=transport_url("postmark", server.url)
         )
         async with running(settings) as client:
-            gone = (await client.post("/v1/messages", json={"to": "gone@example.org", "subject": "Hi", "text": "x"}))
-            fine = (await client.post("/v1/messages", json={"to": "ada@example.org", "subject": "Hi", "text": "x"}))
+            gone = await client.post("/v1/messages", json={"to": "gone@example.org", "subject": "Hi", "text": "x"})
+            fine = await client.post("/v1/messages", json={"to": "ada@example.org", "subject": "Hi", "text": "x"})
             failed = await _wait_for(client, gone.json()["id"], "failed")
             sent = await _wait_for(client, fine.json()["id"], "sent")
     assert smtp_server.received == []

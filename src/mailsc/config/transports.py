@@ -210,9 +210,16 @@ def _parse_url(kind: str, url: str, variable: str) -> tuple[dict[str, Any], list
 def _truthy(value: Any) -> bool | None:
     if isinstance(value, bool):
         return value
-    return {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}.get(
-        str(value).strip().lower()
-    )
+    return {
+        "1": True,
+        "true": True,
+        "yes": True,
+        "on": True,
+        "0": False,
+        "false": False,
+        "no": False,
+        "off": False,
+    }.get(str(value).strip().lower())
 
 
 class _Resolver:
@@ -399,7 +406,9 @@ def build_transport_plan(
         for name in names:
             if name not in TRANSPORT_NAMES:
                 resolver.problems.append(
-                    ConfigProblem("MAILSC_TRANSPORTS", f"unknown transport {name!r}", f"known: {', '.join(TRANSPORT_NAMES)}")
+                    ConfigProblem(
+                        "MAILSC_TRANSPORTS", f"unknown transport {name!r}", f"known: {', '.join(TRANSPORT_NAMES)}"
+                    )
                 )
             elif name in order:
                 resolver.problems.append(ConfigProblem("MAILSC_TRANSPORTS", f"{name} is listed twice"))
@@ -423,7 +432,9 @@ def build_transport_plan(
         if name == "smtp":
             if not smtp_configured:
                 resolver.problems.append(
-                    ConfigProblem("MAILSC_TRANSPORTS", "names smtp, but no SMTP server is configured", "set MAILSC_SMTP_URL")
+                    ConfigProblem(
+                        "MAILSC_TRANSPORTS", "names smtp, but no SMTP server is configured", "set MAILSC_SMTP_URL"
+                    )
                 )
             continue
         if name not in PROVIDER_KINDS:

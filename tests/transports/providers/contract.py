@@ -51,7 +51,10 @@ def _auth_problem(kind: str, request: Request) -> str | None:
     if kind in ("sendgrid", "resend"):
         ok = request.headers.get("authorization") == f"Bearer {KEY}"
     elif kind == "postmark":
-        ok = request.headers.get("x-postmark-server-token") == KEY and request.headers.get("accept") == "application/json"
+        ok = (
+            request.headers.get("x-postmark-server-token") == KEY
+            and request.headers.get("accept") == "application/json"
+        )
     else:
         expected = "Basic " + base64.b64encode(f"api:{KEY}".encode()).decode()
         ok = request.headers.get("authorization") == expected

@@ -52,9 +52,11 @@ def problems(monkeypatch: pytest.MonkeyPatch, **env: str) -> ConfigError:
 )
 def test_transport_urls(monkeypatch: pytest.MonkeyPatch, url: str, kind: str, endpoint: str) -> None:
     settings = load(monkeypatch, MAILSC_TRANSPORT_URL=url)
-    assert settings.transport_plan is not None and settings.transport_plan.order == (kind,)
+    assert settings.transport_plan is not None
+    assert settings.transport_plan.order == (kind,)
     config = settings.providers[kind]
-    assert config.endpoint == endpoint and config.api_key is not None
+    assert config.endpoint == endpoint
+    assert config.api_key is not None
     assert config.api_key.get_secret_value() == "KEY"
     assert "KEY" not in repr(settings)
 
@@ -72,7 +74,8 @@ def test_ses_url_with_credentials_from_aws_variables(monkeypatch: pytest.MonkeyP
     config = settings.providers["ses"]
     assert (config.region, config.configuration_set) == ("eu-west-1", "transactional")
     assert config.endpoint == "https://email.eu-west-1.amazonaws.com"
-    assert config.secret_access_key is not None and config.secret_access_key.get_secret_value() == SECRET
+    assert config.secret_access_key is not None
+    assert config.secret_access_key.get_secret_value() == SECRET
     assert config.session_token is not None
     assert isinstance(Mailer.transport_for(settings), SesTransport)
 
@@ -87,7 +90,8 @@ def test_field_by_field_and_a_token_file(monkeypatch: pytest.MonkeyPatch, tmp_pa
         MAILSC_PROVIDER_TIMEOUT="5",
     )
     config = settings.providers["postmark"]
-    assert config.api_key is not None and config.api_key.get_secret_value() == SECRET
+    assert config.api_key is not None
+    assert config.api_key.get_secret_value() == SECRET
     assert (config.message_stream, config.timeout) == ("broadcast", 5.0)
     assert isinstance(Mailer.transport_for(settings), PostmarkTransport)
 
@@ -116,13 +120,15 @@ def test_failover_order(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_smtp_transport_url_is_the_smtp_profile(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load(monkeypatch, MAILSC_TRANSPORT_URL="smtps://u:p@smtp.example.com")
-    assert settings.smtp is not None and settings.smtp.port == 465
+    assert settings.smtp is not None
+    assert settings.smtp.port == 465
     assert isinstance(Mailer.transport_for(settings), SmtpTransport)
 
 
 def test_aws_variables_alone_configure_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load(monkeypatch, AWS_ACCESS_KEY_ID="AKID", AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION="eu-west-1")
-    assert settings.transport_plan is None and settings.providers == {}
+    assert settings.transport_plan is None
+    assert settings.providers == {}
 
 
 def test_every_problem_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -153,7 +159,8 @@ def test_every_problem_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_several_transports_without_an_order_is_a_problem(monkeypatch: pytest.MonkeyPatch) -> None:
     error = problems(monkeypatch, MAILSC_POSTMARK_TOKEN=SECRET, MAILSC_SMTP_URL="smtp://u:p@smtp.example.com:587")
     [problem] = error.problems
-    assert problem.variable == "MAILSC_TRANSPORTS" and "smtp,postmark" in problem.hint
+    assert problem.variable == "MAILSC_TRANSPORTS"
+    assert "smtp,postmark" in problem.hint
 
 
 def test_plain_http_only_to_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -174,9 +181,8 @@ def test_url_and_field_giving_the_same_key(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_bad_options(monkeypatch: pytest.MonkeyPatch) -> None:
-    error = problems(
-        monkeypatch, MAILSC_TRANSPORT_URL="mailgun://k@mg.example.com?region=asia&timeout=-1&http2=maybe"
-    )
+    error = problems(monkeypatch, MAILSC_TRANSPORT_URL="mailgun://k@mg.example.com?region=asia&timeout=-1&http2=maybe")
     messages = " | ".join(p.message for p in error.problems)
     assert "region 'asia' is not us or eu" in messages
-    assert "timeout must be a number" in messages and "http2 must be true or false" in messages
+    assert "timeout must be a number" in messages
+    assert "http2 must be true or false" in messages

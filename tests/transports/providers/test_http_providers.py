@@ -19,9 +19,15 @@ from tests.transports.providers.messages import envelope_of, rich_message, simpl
 KINDS = ["sendgrid", "mailgun", "postmark", "resend"]
 
 
-@pytest.mark.parametrize(("kind", "provider_id"), [
-    ("sendgrid", "sg-1"), ("mailgun", "<mg-1@mg.example.com>"), ("postmark", "pm-1"), ("resend", "re-1"),
-])
+@pytest.mark.parametrize(
+    ("kind", "provider_id"),
+    [
+        ("sendgrid", "sg-1"),
+        ("mailgun", "<mg-1@mg.example.com>"),
+        ("postmark", "pm-1"),
+        ("resend", "re-1"),
+    ],
+)
 async def test_a_send_follows_the_contract_and_keeps_the_provider_id(
     contract: Contract, kind: str, provider_id: str
 ) -> None:
@@ -84,7 +90,12 @@ CASES = [
     ("resend", _error(429, "resend", "rate_limit_exceeded", **{"ratelimit-reset": "3"}), Outcome.RETRY, 3.0),
     ("resend", _error(429, "resend", "daily_quota_exceeded"), Outcome.UNAVAILABLE, None),
     ("resend", _error(409, "resend", "concurrent_idempotent_requests"), Outcome.RETRY, None),
-    ("resend", _error(403, "resend", "validation_error", "You can only send testing emails"), Outcome.UNAVAILABLE, None),
+    (
+        "resend",
+        _error(403, "resend", "validation_error", "You can only send testing emails"),
+        Outcome.UNAVAILABLE,
+        None,
+    ),
     ("postmark", _error(422, "postmark", "406", "Found inactive addresses: ada@example.org."), Outcome.PERMANENT, None),
     ("postmark", _error(406, "postmark", "406", "inactive recipient"), Outcome.PERMANENT, None),
     ("postmark", _error(422, "postmark", "400", "Sender signature not found"), Outcome.UNAVAILABLE, None),
@@ -105,7 +116,8 @@ async def test_each_answer_lands_in_its_class(
     assert server.violations == []
     assert classify(error) is outcome
     assert isinstance(error, ProviderUnavailableError) == (outcome is Outcome.UNAVAILABLE)
-    assert error.status == reply.status and error.provider == kind
+    assert error.status == reply.status
+    assert error.provider == kind
     assert error.retry_after == retry_after
     assert f"HTTP {reply.status}" in str(error)
     if outcome is Outcome.UNAVAILABLE:
@@ -117,7 +129,8 @@ async def test_the_provider_text_and_code_are_kept(contract: Contract) -> None:
     server.script = lambda request: _error(422, "postmark", "406", "Found inactive addresses: ada@example.org.")
     with pytest.raises(ProviderError) as info:
         await transport.send(simple_envelope())
-    assert info.value.code == "406" and info.value.recipient == "ada@example.org"
+    assert info.value.code == "406"
+    assert info.value.recipient == "ada@example.org"
     assert "Found inactive addresses: ada@example.org." in str(info.value)
 
 
@@ -126,7 +139,8 @@ async def test_sendgrid_rate_limit_reset_is_a_unix_time(contract: Contract) -> N
     server.script = lambda request: Reply(429, {"errors": []}, {"X-RateLimit-Reset": str(int(time.time()) + 120)})
     with pytest.raises(ProviderError) as info:
         await transport.send(simple_envelope())
-    assert info.value.retry_after is not None and 100 <= info.value.retry_after <= 121
+    assert info.value.retry_after is not None
+    assert 100 <= info.value.retry_after <= 121
 
 
 async def test_a_slow_answer_is_a_retry_that_may_have_been_delivered(contract: Contract) -> None:
@@ -134,7 +148,8 @@ async def test_a_slow_answer_is_a_retry_that_may_have_been_delivered(contract: C
     server.script = lambda request: Reply(200, {"id": "late"}, delay=1.0)
     with pytest.raises(ProviderError) as info:
         await transport.send(simple_envelope())
-    assert classify(info.value) is Outcome.RETRY and info.value.code == "timeout"
+    assert classify(info.value) is Outcome.RETRY
+    assert info.value.code == "timeout"
     assert "may have been accepted" in str(info.value)
 
 
@@ -151,7 +166,8 @@ async def test_a_message_over_the_size_limit_is_refused_before_sending(contract:
     envelope = envelope_of(rich_message())
     with pytest.raises(ProviderError) as info:
         await transport.send(envelope)
-    assert classify(info.value) is Outcome.PERMANENT and server.requests == []
+    assert classify(info.value) is Outcome.PERMANENT
+    assert server.requests == []
     assert f"{len(envelope.data):,} bytes" in str(info.value)
 
 
@@ -176,16 +192,19 @@ async def test_diagnose_a_good_setup_and_send_a_test_message(contract: Contract,
     server, transport = await contract(kind)
     steps = await transport.diagnose("ops@example.org")
     assert all(s.ok for s in steps), steps
-    assert steps[0].name == "reach" and steps[-1].name == "test_message"
+    assert steps[0].name == "reach"
+    assert steps[-1].name == "test_message"
     assert steps[-1].data["provider_message_id"]
-    assert len(server.sent) == 1 and server.violations == []
+    assert len(server.sent) == 1
+    assert server.violations == []
 
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_diagnose_without_to_sends_nothing(contract: Contract, kind: str) -> None:
     server, transport = await contract(kind)
     steps = await transport.diagnose(None)
-    assert all(s.ok for s in steps) and server.sent == []
+    assert all(s.ok for s in steps)
+    assert server.sent == []
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -193,8 +212,10 @@ async def test_diagnose_names_the_fix_for_a_refused_key(contract: Contract, kind
     server, transport = await contract(kind)
     server.account = Reply(401, {"message": "Unauthorized", "ErrorCode": 10, "name": "invalid_api_key"})
     steps = await transport.diagnose("ops@example.org")
-    assert steps[-1].name == "credentials" and not steps[-1].ok
-    assert steps[-1].fix and server.sent == []
+    assert steps[-1].name == "credentials"
+    assert not steps[-1].ok
+    assert steps[-1].fix
+    assert server.sent == []
 
 
 @pytest.mark.parametrize(
@@ -212,7 +233,9 @@ async def test_diagnose_finds_what_the_account_lacks(
     server, transport = await contract(kind)
     server.account = account
     steps = await transport.diagnose("ops@example.org")
-    assert steps[-1].name == failing and not steps[-1].ok and steps[-1].fix
+    assert steps[-1].name == failing
+    assert not steps[-1].ok
+    assert steps[-1].fix
     assert server.sent == []
 
 
@@ -220,14 +243,17 @@ async def test_diagnose_reports_an_unreachable_api(contract: Contract) -> None:
     server, transport = await contract("postmark")
     await server.__aexit__(None, None, None)
     steps = await transport.diagnose(None)
-    assert [(s.name, s.ok) for s in steps] == [("reach", False)] and steps[0].fix
+    assert [(s.name, s.ok) for s in steps] == [("reach", False)]
+    assert steps[0].fix
 
 
 async def test_diagnose_test_message_refused(contract: Contract) -> None:
     server, transport = await contract("postmark")
     server.script = lambda request: _error(422, "postmark", "406", "Found inactive addresses: ops@example.org.")
     steps = await transport.diagnose("ops@example.org")
-    assert steps[-1].name == "test_message" and not steps[-1].ok and "inactive" in steps[-1].fix
+    assert steps[-1].name == "test_message"
+    assert not steps[-1].ok
+    assert "inactive" in steps[-1].fix
     assert transport.sender == SENDER
 
 

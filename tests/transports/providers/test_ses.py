@@ -6,15 +6,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Iterator
+from types import SimpleNamespace
 from typing import Any
 
-import boto3
+import boto3  # type: ignore[import-untyped]
 import httpx_auth._aws
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
-from moto.core import DEFAULT_ACCOUNT_ID
+from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
+from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
+from botocore.credentials import Credentials  # type: ignore[import-untyped]
+from moto.core import DEFAULT_ACCOUNT_ID  # type: ignore[attr-defined]
 from moto.server import ThreadedMotoServer
 from moto.ses.models import ses_backends
 
@@ -76,7 +77,8 @@ async def test_the_stored_bytes_are_what_ses_received(transport: SesTransport, m
     result = await transport.send(envelope)
     [sent] = ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages
     assert sent.raw_data.encode() == envelope.data
-    assert result.provider_message_id == sent.id and result.transport == "ses"
+    assert result.provider_message_id == sent.id
+    assert result.transport == "ses"
     assert {"ada@example.org", "bob@example.org", "carol@example.org"} <= set(sent.destinations)
 
 
@@ -84,15 +86,19 @@ async def test_an_unverified_sender_makes_ses_unavailable_not_the_message_failed
     with pytest.raises(ProviderUnavailableError) as info:
         await transport.send(simple_envelope())
     assert classify(info.value) is Outcome.UNAVAILABLE
-    assert info.value.code == "MessageRejected" and "verify" in info.value.hint
+    assert info.value.code == "MessageRejected"
+    assert "verify" in info.value.hint
 
 
 async def test_diagnose_against_moto(transport: SesTransport, moto_url: str) -> None:
     steps = await transport.diagnose(None)
-    assert steps[-1].name == "sender" and not steps[-1].ok and "example.com" in steps[-1].fix
+    assert steps[-1].name == "sender"
+    assert not steps[-1].ok
+    assert "example.com" in steps[-1].fix
     verify(moto_url, "example.com")
     steps = await transport.diagnose(None)
-    assert steps[-1].name == "sender" and not steps[-1].ok  # created, but its DKIM records are not seen yet
+    assert steps[-1].name == "sender"
+    assert not steps[-1].ok
     # Verification needs DNS, which moto cannot see: mark the identity verified as SES would once it does.
     ses_backends[DEFAULT_ACCOUNT_ID][REGION].email_identities["example.com"].verified_for_sending_status = True
     steps = await transport.diagnose("ops@example.org")
@@ -108,7 +114,8 @@ class _FrozenClock(dt.datetime):
 
 
 def test_sigv4_signature_of_a_fixed_request_is_pinned(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(httpx_auth._aws.datetime, "datetime", _FrozenClock)
+    # Only httpx-auth's view of the clock is frozen (its module's `datetime` name), not the datetime module itself.
+    monkeypatch.setattr(httpx_auth._aws, "datetime", SimpleNamespace(datetime=_FrozenClock, timezone=dt.timezone))
     transport = ses("https://email.eu-west-1.amazonaws.com", monkeypatch)
     body = b'{"FromEmailAddress":"app@example.com"}'
     request = transport._client.build_request(
@@ -121,12 +128,17 @@ def test_sigv4_signature_of_a_fixed_request_is_pinned(monkeypatch: pytest.Monkey
         f"SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date, Signature={expected}"
     )
     # An independent signer (botocore's) agrees on the same request.
-    reference = AWSRequest("POST", str(signed.url), data=body, headers={
-        "Content-Type": "application/json",
-        "Host": signed.headers["host"],
-        "X-Amz-Date": "20150830T123600Z",
-        "X-Amz-Content-SHA256": signed.headers["x-amz-content-sha256"],
-    })
+    reference = AWSRequest(
+        "POST",
+        str(signed.url),
+        data=body,
+        headers={
+            "Content-Type": "application/json",
+            "Host": signed.headers["host"],
+            "X-Amz-Date": "20150830T123600Z",
+            "X-Amz-Content-SHA256": signed.headers["x-amz-content-sha256"],
+        },
+    )
     reference.context["timestamp"] = "20150830T123600Z"
     signer = SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "ses", REGION)
     canonical = signer.canonical_request(reference)
@@ -156,15 +168,14 @@ def _ses_error(status: int, code: str, message: str) -> Reply:
         (Reply(400, {"__type": "com.amazonaws#ThrottlingException", "message": "x"}), Outcome.RETRY),
     ],
 )
-async def test_ses_answers_land_in_their_class(
-    reply: Reply, outcome: Outcome, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_ses_answers_land_in_their_class(reply: Reply, outcome: Outcome, monkeypatch: pytest.MonkeyPatch) -> None:
     async with HttpServer(lambda request: reply) as server:
         transport = ses(server.url, monkeypatch)
         with pytest.raises(ProviderError) as info:
             await transport.send(simple_envelope())
         await transport.aclose()
     assert classify(info.value) is outcome
+    assert info.value.code is not None
     assert info.value.code in reply.headers.get("x-amzn-ErrorType", "ThrottlingException")
 
 
@@ -188,18 +199,25 @@ async def test_diagnose_reads_get_account(
         transport = ses(server.url, monkeypatch)
         steps = await transport.diagnose("ops@example.org")
         await transport.aclose()
-    assert steps[-1].name == failing and not steps[-1].ok and steps[-1].fix
+    assert steps[-1].name == failing
+    assert not steps[-1].ok
+    assert steps[-1].fix
     assert [r.path for r in server.requests] == ["/v2/email/account"]  # stopped there: nothing sent
 
 
 async def test_diagnose_shows_the_quota_left(monkeypatch: pytest.MonkeyPatch) -> None:
-    account = {"SendingEnabled": True, "ProductionAccessEnabled": False,
-               "SendQuota": {"Max24HourSend": 200, "SentLast24Hours": 12, "MaxSendRate": 1}}
+    account = {
+        "SendingEnabled": True,
+        "ProductionAccessEnabled": False,
+        "SendQuota": {"Max24HourSend": 200, "SentLast24Hours": 12, "MaxSendRate": 1},
+    }
     async with HttpServer(lambda request: _account(request, account)) as server:
         transport = ses(server.url, monkeypatch)
         steps = await transport.diagnose(None)
         await transport.aclose()
     quota = next(s for s in steps if s.name == "quota")
-    assert quota.ok and "12 of 200" in quota.detail and "sandbox" in quota.detail
+    assert quota.ok
+    assert "12 of 200" in quota.detail
+    assert "sandbox" in quota.detail
     assert quota.data["max_24_hour_send"] == 200
     assert json.dumps([s.as_dict() for s in steps])  # serialisable for --json

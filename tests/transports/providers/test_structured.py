@@ -25,13 +25,15 @@ def test_every_piece_comes_back(to: str) -> None:
     assert parsed.reply_to == (Mailbox("help@example.com", "Help"),)
     assert parsed.subject == message.subject
     assert parsed.text == message.text
-    assert parsed.html == message.html + "\n"
+    assert parsed.html == f"{message.html}\n"
     assert parsed.message_id == envelope.message_id
     assert dict(parsed.headers) == message.headers
     by_name = {a.filename: a for a in parsed.attachments}
-    assert by_name["report.pdf"].content == PDF and not by_name["report.pdf"].inline
+    assert by_name["report.pdf"].content == PDF
+    assert not by_name["report.pdf"].inline
     assert by_name["report.pdf"].content_type == "application/pdf"
-    assert by_name["logo.png"].content == PNG and by_name["logo.png"].content_id == "logo"
+    assert by_name["logo.png"].content == PNG
+    assert by_name["logo.png"].content_id == "logo"
 
 
 def test_sendgrid_body() -> None:
@@ -50,8 +52,10 @@ def test_sendgrid_body() -> None:
     assert body["headers"]["Message-ID"] == envelope.message_id
     assert body["headers"]["List-Unsubscribe"] == "<mailto:unsub@example.com>"
     inline = next(a for a in body["attachments"] if a["disposition"] == "inline")
-    assert inline["content_id"] == "logo" and base64.b64decode(inline["content"]) == PNG
-    assert body["categories"] == ["welcome", "spring"] and body["custom_args"] == {"user": "42"}
+    assert inline["content_id"] == "logo"
+    assert base64.b64decode(inline["content"]) == PNG
+    assert body["categories"] == ["welcome", "spring"]
+    assert body["custom_args"] == {"user": "42"}
 
 
 def test_sendgrid_bcc_only_goes_to_each_recipient_alone() -> None:
@@ -65,13 +69,20 @@ def test_postmark_body() -> None:
     body = postmark_payload(parse_message(envelope), tags=("welcome", "spring"), metadata={"user": "42"})
     assert body["From"] == "App Team <app@example.com>"
     assert body["To"] == "Ada Lovelace <ada@example.org>"
-    assert (body["Cc"], body["Bcc"], body["ReplyTo"]) == ("bob@example.org", "carol@example.org", "Help <help@example.com>")
-    assert body["TextBody"].startswith("Hello Ada") and "<b>Ada</b>" in body["HtmlBody"]
+    assert (body["Cc"], body["Bcc"], body["ReplyTo"]) == (
+        "bob@example.org",
+        "carol@example.org",
+        "Help <help@example.com>",
+    )
+    assert body["TextBody"].startswith("Hello Ada")
+    assert "<b>Ada</b>" in body["HtmlBody"]
     assert {"Name": "Message-ID", "Value": envelope.message_id} in body["Headers"]
     assert {"Name": "X-Campaign", "Value": "spring"} in body["Headers"]
     logo = next(a for a in body["Attachments"] if a["Name"] == "logo.png")
-    assert logo["ContentID"] == "cid:logo" and base64.b64decode(logo["Content"]) == PNG
-    assert body["Tag"] == "welcome" and body["Metadata"] == {"user": "42", "tags": "welcome,spring"}
+    assert logo["ContentID"] == "cid:logo"
+    assert base64.b64decode(logo["Content"]) == PNG
+    assert body["Tag"] == "welcome"
+    assert body["Metadata"] == {"user": "42", "tags": "welcome,spring"}
     assert body["MessageStream"] == "outbound"
 
 
@@ -87,7 +98,8 @@ def test_resend_body() -> None:
     assert body["reply_to"] == ["Help <help@example.com>"]
     assert body["headers"]["Message-ID"] == envelope.message_id
     pdf = next(a for a in body["attachments"] if a["filename"] == "report.pdf")
-    assert base64.b64decode(pdf["content"]) == PDF and "content_id" not in pdf
+    assert base64.b64decode(pdf["content"]) == PDF
+    assert "content_id" not in pdf
     assert body["tags"] == [{"name": "welcome_mail", "value": "true"}, {"name": "user", "value": "42"}]
 
 

@@ -102,7 +102,9 @@ class SendGridTransport(HttpProviderTransport):
 
     def _hint(self, outcome: Outcome, status: int, code: str | None, text: str) -> str:
         if status == 403:
-            return "verify the sender (Single Sender or domain authentication) in SendGrid, and the key's Mail Send access"
+            return (
+                "verify the sender (Single Sender or domain authentication) in SendGrid, and the key's Mail Send access"
+            )
         if outcome is Outcome.UNAVAILABLE:
             return f"check {self.key_variable}: a full or restricted key with Mail Send access"
         return ""

@@ -61,7 +61,9 @@ class SesTransport(HttpProviderTransport):
     def _auth(self) -> httpx.Auth:
         secret = self.config.secret_access_key
         token = self.config.session_token
-        assert self.config.access_key_id and secret is not None and self.config.region
+        assert self.config.access_key_id
+        assert secret is not None
+        assert self.config.region
         options: dict[str, Any] = {"security_token": token.get_secret_value()} if token is not None else {}
         return AWS4Auth(self.config.access_key_id, secret.get_secret_value(), self.config.region, "ses", **options)
 
@@ -159,7 +161,9 @@ class SesTransport(HttpProviderTransport):
         limit, sent = quota.get("Max24HourSend"), quota.get("SentLast24Hours")
         if isinstance(limit, int | float) and isinstance(sent, int | float):
             left = limit - sent
-            sandbox = "" if account.get("ProductionAccessEnabled", True) else "; in the sandbox: verified recipients only"
+            sandbox = (
+                "" if account.get("ProductionAccessEnabled", True) else "; in the sandbox: verified recipients only"
+            )
             steps.append(
                 Step(
                     "quota",
