@@ -143,9 +143,7 @@ class FailoverTransport:
         return DeliveryError(f"no transport could take the message now: {'; '.join(skipped)}", transient=True)
 
     def _another_can_take(self, index: int, envelope: Envelope, now: float) -> bool:
-        return any(
-            r.fits(envelope) and not r.breaker.is_open and r.rest_until <= now for r in self.routes[index + 1 :]
-        )
+        return any(r.fits(envelope) and not r.breaker.is_open and r.rest_until <= now for r in self.routes[index + 1 :])
 
     async def _probe(self, route: Route) -> bool:
         """A paused member whose probe is due is probed (one probe at a time); True when it works again."""
