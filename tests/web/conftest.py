@@ -5,6 +5,7 @@ test asks for SMTP; plus a loopback HTTP server that counts the requests a mail'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -56,14 +57,22 @@ async def serving(settings: Settings) -> AsyncIterator[Served]:
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        while not server.started:
-            assert not task.done(), "uvicorn did not start"
+        for _ in range(1000):  # uvicorn has no "started" event to await
+            if server.started or task.done():
+                break
             await asyncio.sleep(0.02)
+        if not server.started:  # the lifespan failed: uvicorn logged why and exits
+            with contextlib.suppress(SystemExit):
+                await task
+            raise AssertionError("uvicorn did not start the app")
         yield Served(f"http://127.0.0.1:{port}", app)
     finally:
         server.should_exit = True
-        await task
-        sock.close()
+        try:
+            if not task.done():
+                await task
+        finally:
+            sock.close()
 
 
 @asynccontextmanager
