@@ -18,6 +18,7 @@ from .config import ConnectionConfig, Settings
 from .delivery.retry import RetryPolicy
 from .delivery.router import FailoverTransport
 from .delivery.worker import Worker
+from .envelope import Envelope
 from .errors import ConfigError, DeliveryError, MessageError
 from .message import DEFAULT_MAX_RECIPIENTS, DEFAULT_MAX_SIZE, Address, Message
 from .mime import render
@@ -124,7 +125,7 @@ class Mailer:
         )
 
     @property
-    def outbox(self) -> list[object]:
+    def outbox(self) -> list[Envelope]:
         """Messages kept by a ``MemoryTransport`` (for tests); raises if the transport keeps none."""
         if not isinstance(self.transport, MemoryTransport):
             raise AttributeError("only a Mailer on a MemoryTransport keeps an outbox")

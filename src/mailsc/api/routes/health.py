@@ -32,10 +32,9 @@ async def readyz(svc: ServicesDep) -> Health:
     name = svc.mailer.transport.name
     problem = svc.mailer.transport_problem()
     if problem is not None:
-        hint = f"; {problem.hint}" if problem.hint else ""
-        raise ApiError(
+        raise ApiError(  # str(problem) ends with its hint, the fix `mailsc doctor` would give
             503,
-            f"transport {name} unavailable ({type(problem).__name__}): {problem}{hint}",
+            f"transport {name} unavailable ({type(problem).__name__}): {problem}",
             slug="transport-unavailable",
             headers={"Retry-After": "30"},
         )
