@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
@@ -31,7 +31,7 @@ class MailgunTransport(HttpProviderTransport):
         return self._client.build_request(
             "POST",
             f"{self._domain_path}/messages.mime",
-            data={"to": list(envelope.recipients)},
+            data=mailgun_form_fields(envelope),
             files={"message": ("message.mime", envelope.data, "message/rfc822")},
         )
 
@@ -73,3 +73,14 @@ class MailgunTransport(HttpProviderTransport):
         steps = [Step("credentials", title, True, f"HTTP {response.status_code}")]
         steps.append(Step("domain", f"The domain {self.config.domain} may send", active, f"state {state}", fix))
         return steps
+
+
+def mailgun_form_fields(envelope: Envelope) -> dict[str, Any]:
+    """The form fields beside the MIME: every envelope recipient, tags as ``o:tag`` (Mailgun keeps at most 10 per
+    message), metadata as ``v:`` variables (Mailgun's "user variables", shown in its events and webhooks)."""
+    fields: dict[str, Any] = {"to": list(envelope.recipients)}
+    if envelope.tags:
+        fields["o:tag"] = list(envelope.tags)[:10]
+    for key, value in envelope.metadata.items():
+        fields[f"v:{key}"] = value
+    return fields

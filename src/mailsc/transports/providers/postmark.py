@@ -74,7 +74,12 @@ class PostmarkTransport(HttpProviderTransport):
         return {"X-Postmark-Server-Token": self.config.api_key.get_secret_value(), "Accept": "application/json"}
 
     def _request(self, envelope: Envelope) -> httpx.Request:
-        payload = postmark_payload(parse_message(envelope), message_stream=self.config.message_stream or "outbound")
+        payload = postmark_payload(
+            parse_message(envelope),
+            message_stream=self.config.message_stream or "outbound",
+            tags=envelope.tags,
+            metadata=dict(envelope.metadata),
+        )
         return self._client.build_request(
             "POST", "/email", content=self.dumps(payload), headers={"Content-Type": "application/json"}
         )

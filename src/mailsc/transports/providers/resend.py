@@ -74,7 +74,7 @@ class ResendTransport(HttpProviderTransport):
         return {"Authorization": f"Bearer {self.config.api_key.get_secret_value()}"}
 
     def _request(self, envelope: Envelope) -> httpx.Request:
-        payload = resend_payload(parse_message(envelope))
+        payload = resend_payload(parse_message(envelope), tags=envelope.tags, metadata=dict(envelope.metadata))
         headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key(envelope)}
         return self._client.build_request("POST", "/emails", content=self.dumps(payload), headers=headers)
 

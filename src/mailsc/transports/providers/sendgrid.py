@@ -79,7 +79,7 @@ class SendGridTransport(HttpProviderTransport):
         return {"Authorization": f"Bearer {self.config.api_key.get_secret_value()}"}
 
     def _request(self, envelope: Envelope) -> httpx.Request:
-        payload = sendgrid_payload(parse_message(envelope))
+        payload = sendgrid_payload(parse_message(envelope), tags=envelope.tags, metadata=dict(envelope.metadata))
         return self._client.build_request(
             "POST", "/v3/mail/send", content=self.dumps(payload), headers={"Content-Type": "application/json"}
         )

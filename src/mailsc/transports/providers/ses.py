@@ -75,6 +75,9 @@ class SesTransport(HttpProviderTransport):
         }
         if self.config.configuration_set:
             payload["ConfigurationSetName"] = self.config.configuration_set
+        tags = ses_tags(envelope)
+        if tags:
+            payload["EmailTags"] = tags
         return self._client.build_request(
             "POST",
             "/v2/email/outbound-emails",
@@ -193,3 +196,19 @@ class SesTransport(HttpProviderTransport):
                 return [Step("sender", title, verified, f"identity {identity}: verified={verified}", fix)]
         fix = f"verify the domain {domain} (or the address) in the SES console for {self.config.region}"
         return [Step("sender", title, False, f"neither {address} nor {domain} is an identity", fix)]
+
+
+_SES_TAG_TEXT = re.compile(r"[^A-Za-z0-9_\-.@]")
+
+
+def ses_tags(envelope: Envelope) -> list[dict[str, str]]:
+    """SES ``EmailTags`` (message tags, for event publishing): a tag becomes ``{Name: tag, Value: "true"}``, a
+    metadata entry ``{Name: key, Value: value}``; SES allows only ``[A-Za-z0-9_-.@]``, at most 256 characters, so
+    other characters become ``_``."""
+
+    def text(value: str) -> str:
+        return _SES_TAG_TEXT.sub("_", value)[:256] or "_"
+
+    pairs = [{"Name": text(tag), "Value": "true"} for tag in envelope.tags]
+    pairs += [{"Name": text(key), "Value": text(value)} for key, value in envelope.metadata.items()]
+    return pairs
