@@ -54,12 +54,14 @@ async def test_concurrent_adds_are_group_committed(store: OutboxStore) -> None:
         nonlocal commits
         commits += 1
 
-    event.listen(store.engine.sync_engine, "commit", count)
+    # SQLite writes go through the store's blocking writer engine; PostgreSQL's through the async engine.
+    writes = store._writer or store.engine.sync_engine
+    event.listen(writes, "commit", count)
     results = await asyncio.gather(*(store.add(new(i)) for i in range(200)))
-    event.remove(store.engine.sync_engine, "commit", count)
+    event.remove(writes, "commit", count)
     assert len({r.id for r in results}) == 200
     assert (await store.counts()) == {"queued": 200}
-    assert commits <= 5  # 200 callers, a handful of transactions
+    assert 1 <= commits <= 5  # 200 callers, a handful of transactions
 
 
 async def test_idempotent_replay_and_conflict(store: OutboxStore) -> None:

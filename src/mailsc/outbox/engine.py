@@ -6,8 +6,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 WRITE = {"mailsc_write": True}  # execution option: this transaction writes (SQLite: take the lock at BEGIN)
@@ -38,13 +39,24 @@ def create_engine(url: str, *, synchronous: str = "FULL", pool_size: int = 10) -
     full = async_url(url)
     if full.startswith("sqlite"):
         engine = create_async_engine(full, connect_args={"timeout": 30})
-        _tune_sqlite(engine, synchronous)
+        _tune_sqlite(engine.sync_engine, synchronous)
         return engine
     return create_async_engine(full, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
-def _tune_sqlite(engine: AsyncEngine, synchronous: str) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def create_sqlite_writer(engine: AsyncEngine, *, synchronous: str = "FULL") -> Engine:
+    """A blocking (pysqlite) engine on the same SQLite file as ``engine``, with the same pragmas, for the outbox's
+    write transactions: each runs whole in one worker thread, so a transaction costs one hop out of the event loop
+    instead of one per statement (aiosqlite), about a third of the per-message cost of delivering from SQLite."""
+    url = engine.url.set(drivername="sqlite+pysqlite")
+    # Used by one thread at a time (the store's writer thread); check_same_thread=False lets close() from another.
+    writer = create_sync_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=1)
+    _tune_sqlite(writer, synchronous)
+    return writer
+
+
+def _tune_sqlite(engine: Engine, synchronous: str) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the sqlite3 module, issue BEGIN, so writers can take the lock up front.
         dbapi_connection.isolation_level = None
@@ -65,7 +77,7 @@ def _tune_sqlite(engine: AsyncEngine, synchronous: str) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         writes = connection.get_execution_options().get("mailsc_write", False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, cast, delete, func, insert, or_, select, update
+from sqlalchemy.engine import Connection
 
 from ..errors import InvalidStateError, MessageNotFoundError
 from .base import OutboxBase
@@ -28,17 +29,18 @@ class OutboxManagement(OutboxBase):
         await self._transition(message_id, ("failed", "expired"), "queued", "retry")
 
     async def _transition(self, message_id: str, allowed: tuple[str, ...], to: str, verb: str) -> None:
-        now = utcnow()
-        async with self._write() as conn:
+        def work(conn: Connection) -> str | None:
+            """None once changed; else the status that forbade it ("" for no such message)."""
+            now = utcnow()
             values: dict[str, Any] = {"status": to, "updated_at": now}
             if to == "queued":
                 values.update(next_attempt_at=now, last_error=None, expires_at=None)
-            result = await conn.execute(
+            result = conn.execute(
                 update(messages).where(messages.c.id == message_id, messages.c.status.in_(allowed)).values(**values)
             )
             if result.rowcount == 1:
-                await self._notify(conn)
-                await conn.execute(
+                self._notify(conn)
+                conn.execute(
                     insert(events).values(
                         message_id=message_id,
                         type="cancelled" if to == "cancelled" else "queued",
@@ -46,9 +48,13 @@ class OutboxManagement(OutboxBase):
                         detail={"by": verb},
                     )
                 )
-                return
-            status = await conn.scalar(select(messages.c.status).where(messages.c.id == message_id))
+                return None
+            return conn.scalar(select(messages.c.status).where(messages.c.id == message_id)) or ""
+
+        status = await self._run_write(work)
         if status is None:
+            return
+        if not status:
             raise MessageNotFoundError(f"no message {message_id}")
         raise InvalidStateError(f"cannot {verb} message {message_id}: it is {status}", status)
 
@@ -118,32 +124,30 @@ class OutboxManagement(OutboxBase):
     async def delete(self, message_id: str) -> None:
         """Delete a finished (sent, captured, failed, cancelled, expired) message and its events; a message still
         queued or held by a worker raises ``InvalidStateError`` (cancel it first)."""
-        async with self._write() as conn:
-            status = await conn.scalar(select(messages.c.status).where(messages.c.id == message_id))
+
+        def work(conn: Connection) -> None:
+            status = conn.scalar(select(messages.c.status).where(messages.c.id == message_id))
             if status is None:
                 raise MessageNotFoundError(f"no message {message_id}")
             if status not in FINISHED:
                 raise InvalidStateError(f"cannot delete message {message_id}: it is {status}", status)
-            await conn.execute(delete(events).where(events.c.message_id == message_id))
-            await conn.execute(delete(messages).where(messages.c.id == message_id))
+            conn.execute(delete(events).where(events.c.message_id == message_id))
+            conn.execute(delete(messages).where(messages.c.id == message_id))
+
+        await self._run_write(work)
 
     async def purge(self, older_than: timedelta) -> int:
         """Delete finished messages (and their events) last changed before ``now - older_than``."""
         cutoff = utcnow() - older_than
-        async with self._write() as conn:
-            result = await conn.execute(
-                delete(messages).where(messages.c.status.in_(FINISHED), messages.c.updated_at < cutoff)
-            )
-        return int(result.rowcount)
+        statement = delete(messages).where(messages.c.status.in_(FINISHED), messages.c.updated_at < cutoff)
+        return await self._run_write(lambda conn: int(conn.execute(statement).rowcount))
 
     # -- API keys (only their hashes are stored) ---------------------------------------------------------------
 
     async def add_api_key(self, name: str, key_hash: str) -> ApiKeyRecord:
         record = ApiKeyRecord(new_id(), name, utcnow(), None)
-        async with self._write() as conn:
-            await conn.execute(
-                insert(api_keys).values(id=record.id, name=name, key_hash=key_hash, created_at=record.created_at)
-            )
+        statement = insert(api_keys).values(id=record.id, name=name, key_hash=key_hash, created_at=record.created_at)
+        await self._run_write(lambda conn: conn.execute(statement))
         return record
 
     async def list_api_keys(self) -> list[ApiKeyRecord]:
@@ -153,13 +157,12 @@ class OutboxManagement(OutboxBase):
 
     async def revoke_api_key(self, key_id: str) -> bool:
         """Revoke by id or name; False when no active key matched."""
-        async with self._write() as conn:
-            result = await conn.execute(
-                update(api_keys)
-                .where(or_(api_keys.c.id == key_id, api_keys.c.name == key_id), api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=utcnow())
-            )
-        return bool(result.rowcount)
+        statement = (
+            update(api_keys)
+            .where(or_(api_keys.c.id == key_id, api_keys.c.name == key_id), api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        return await self._run_write(lambda conn: bool(conn.execute(statement).rowcount))
 
     async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
         """The active key with this hash (a hash lookup: no key material is ever compared or stored)."""

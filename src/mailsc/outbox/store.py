@@ -15,8 +15,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, and_, bindparam, func, insert, literal_column, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..envelope import Envelope
@@ -37,8 +38,8 @@ from .templates import OutboxTemplates
 class OutboxStore(OutboxTemplates, OutboxManagement):
     """The durable outbox on SQLite (default) or PostgreSQL (to scale out)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        super().__init__(engine)
+    def __init__(self, engine: AsyncEngine, *, sqlite_synchronous: str = "FULL") -> None:
+        super().__init__(engine, sqlite_synchronous=sqlite_synchronous)
         # PostgreSQL commits several batches at once (each on its own pooled connection); SQLite has one writer.
         in_flight = 1 if self.dialect == "sqlite" else 3
         self._adds: GroupCommitter[NewMessage, AddResult] = GroupCommitter(self._write_adds, in_flight=in_flight)
@@ -51,7 +52,7 @@ class OutboxStore(OutboxTemplates, OutboxManagement):
         folder = sqlite_folder(url)
         if folder is not None and not folder.is_dir():
             raise OutboxUnavailableError(f"the folder {str(folder)!r} for the SQLite outbox does not exist")
-        store = cls(create_engine(url, synchronous=sqlite_synchronous))
+        store = cls(create_engine(url, synchronous=sqlite_synchronous), sqlite_synchronous=sqlite_synchronous)
         if migrate:
             try:
                 await store.migrate()
@@ -116,36 +117,38 @@ class OutboxStore(OutboxTemplates, OutboxManagement):
         return OutboxError("could not store the message: its idempotency key is contended")
 
     async def _insert_batch(self, items: Sequence[NewMessage]) -> list[AddResult | BaseException]:
+        return await self._run_write(lambda conn: self._insert_rows(conn, items))
+
+    def _insert_rows(self, conn: Connection, items: Sequence[NewMessage]) -> list[AddResult | BaseException]:
         now = utcnow()
         results: list[AddResult | BaseException] = []
         rows: list[dict[str, Any]] = []
         keys = [i.idempotency_key for i in items if i.idempotency_key]
-        async with self._write() as conn:
-            known: dict[str, tuple[str, str, datetime]] = {}
-            if keys:
-                found = await conn.execute(
-                    select(
-                        messages.c.idempotency_key, messages.c.id, messages.c.fingerprint, messages.c.created_at
-                    ).where(messages.c.idempotency_key.in_(keys))
+        known: dict[str, tuple[str, str, datetime]] = {}
+        if keys:
+            found = conn.execute(
+                select(messages.c.idempotency_key, messages.c.id, messages.c.fingerprint, messages.c.created_at).where(
+                    messages.c.idempotency_key.in_(keys)
                 )
-                known = {r.idempotency_key: (r.id, r.fingerprint, r.created_at) for r in found}
-            for item in items:
-                key = item.idempotency_key
-                if key and key in known:
-                    existing_id, fingerprint, created_at = known[key]
-                    same = fingerprint == item.fingerprint
-                    results.append(
-                        AddResult(existing_id, created_at, True) if same else IdempotencyConflictError(key, existing_id)
-                    )
-                    continue
-                row = self._row(item, now)
-                rows.append(row)  # its "queued" event is the row itself (created_at): see OutboxManagement.get
-                if key:
-                    known[key] = (row["id"], item.fingerprint, now)
-                results.append(AddResult(row["id"], now))
-            if rows:
-                await conn.execute(insert(messages), rows)
-                await self._notify(conn)
+            )
+            known = {r.idempotency_key: (r.id, r.fingerprint, r.created_at) for r in found}
+        for item in items:
+            key = item.idempotency_key
+            if key and key in known:
+                existing_id, fingerprint, created_at = known[key]
+                same = fingerprint == item.fingerprint
+                results.append(
+                    AddResult(existing_id, created_at, True) if same else IdempotencyConflictError(key, existing_id)
+                )
+                continue
+            row = self._row(item, now)
+            rows.append(row)  # its "queued" event is the row itself (created_at): see OutboxManagement.get
+            if key:
+                known[key] = (row["id"], item.fingerprint, now)
+            results.append(AddResult(row["id"], now))
+        if rows:
+            conn.execute(insert(messages), rows)
+            self._notify(conn)
         return results
 
     @staticmethod
@@ -192,48 +195,50 @@ class OutboxStore(OutboxTemplates, OutboxManagement):
         ``max_attempts`` such attempts it ends ``failed`` here instead of blocking the queue. ``recover=False``
         skips looking for such rows (two statements), for a worker that looked a moment ago.
         """
+        return await self._run_write(lambda conn: self._claim_rows(conn, owner, limit, lease, max_attempts, recover))
+
+    def _claim_rows(
+        self, conn: Connection, owner: str, limit: int, lease: timedelta, max_attempts: int, recover: bool
+    ) -> list[ClaimedMessage]:
         now = utcnow()
         # Each condition repeats a partial index's own predicate, with the statuses as literals: SQLite uses a
         # partial index only when it can prove the query implies the predicate, which it cannot through bound
         # parameters (the whole table was scanned and sorted on every claim).
         due = and_(_literal_in(messages.c.status, CLAIMABLE), messages.c.next_attempt_at <= now)
         abandoned = and_(messages.c.status == literal_column("'sending'"), messages.c.next_attempt_at <= now)
-        async with self._write() as conn:
-            if not recover:
-                return await self._lease(conn, and_(due, messages.c.status != "sending"), limit, owner, now, lease)
-            poisoned = (
-                (
-                    await conn.execute(
-                        update(messages)
-                        .where(abandoned, messages.c.attempts >= max_attempts)
-                        .values(
-                            status="failed",
-                            lease_owner=None,
-                            lease_until=None,
-                            updated_at=now,
-                            last_error=f"gave up after {max_attempts} attempts that never finished (worker crash?)",
-                        )
-                        .returning(messages.c.id)
-                    )
+        fresh = and_(due, messages.c.status != "sending")
+        if not recover:
+            return self._lease(conn, fresh, limit, owner, now, lease)
+        poisoned = (
+            conn.execute(
+                update(messages)
+                .where(abandoned, messages.c.attempts >= max_attempts)
+                .values(
+                    status="failed",
+                    lease_owner=None,
+                    lease_until=None,
+                    updated_at=now,
+                    last_error=f"gave up after {max_attempts} attempts that never finished (worker crash?)",
                 )
-                .scalars()
-                .all()
+                .returning(messages.c.id)
             )
-            if poisoned:
-                failed = [
-                    {"message_id": i, "type": "failed", "at": now, "detail": {"reason": "attempts exhausted"}}
-                    for i in poisoned
-                ]
-                await conn.execute(insert(events), failed)
-            suspects = await self._lease(conn, abandoned, 1, owner, now, lease)
-            if suspects:
-                return [replace(m, suspect=True) for m in suspects]
-            fresh = and_(due, messages.c.status != "sending")
-            return await self._lease(conn, fresh, limit, owner, now, lease)
+            .scalars()
+            .all()
+        )
+        if poisoned:
+            failed = [
+                {"message_id": i, "type": "failed", "at": now, "detail": {"reason": "attempts exhausted"}}
+                for i in poisoned
+            ]
+            conn.execute(insert(events), failed)
+        suspects = self._lease(conn, abandoned, 1, owner, now, lease)
+        if suspects:
+            return [replace(m, suspect=True) for m in suspects]
+        return self._lease(conn, fresh, limit, owner, now, lease)
 
     @staticmethod
-    async def _lease(
-        conn: AsyncConnection, where: ColumnElement[bool], limit: int, owner: str, now: datetime, lease: timedelta
+    def _lease(
+        conn: Connection, where: ColumnElement[bool], limit: int, owner: str, now: datetime, lease: timedelta
     ) -> list[ClaimedMessage]:
         chosen = (
             select(messages.c.id)
@@ -243,30 +248,28 @@ class OutboxStore(OutboxTemplates, OutboxManagement):
             .with_for_update(skip_locked=True)
         )
         lease_until = now + lease
-        rows = (
-            await conn.execute(
-                update(messages)
-                .where(messages.c.id.in_(chosen.scalar_subquery()))
-                .values(
-                    status="sending",
-                    lease_owner=owner,
-                    lease_until=lease_until,
-                    next_attempt_at=lease_until,
-                    attempts=messages.c.attempts + 1,
-                    updated_at=now,
-                )
-                .returning(
-                    messages.c.id,
-                    messages.c.mime,
-                    messages.c.message_id,
-                    messages.c.sender,
-                    messages.c.recipients,
-                    messages.c.smtputf8,
-                    messages.c.subject,
-                    messages.c.attempts,
-                    messages.c.created_at,
-                    messages.c.expires_at,
-                )
+        rows = conn.execute(
+            update(messages)
+            .where(messages.c.id.in_(chosen.scalar_subquery()))
+            .values(
+                status="sending",
+                lease_owner=owner,
+                lease_until=lease_until,
+                next_attempt_at=lease_until,
+                attempts=messages.c.attempts + 1,
+                updated_at=now,
+            )
+            .returning(
+                messages.c.id,
+                messages.c.mime,
+                messages.c.message_id,
+                messages.c.sender,
+                messages.c.recipients,
+                messages.c.smtputf8,
+                messages.c.subject,
+                messages.c.attempts,
+                messages.c.created_at,
+                messages.c.expires_at,
             )
         ).all()
         return [
@@ -287,91 +290,77 @@ class OutboxStore(OutboxTemplates, OutboxManagement):
     async def _write_settled(self, items: Sequence[tuple[str, Settled]]) -> list[bool]:
         """One transaction, three statements for the whole batch: which leases are still ours, the updates (an
         executemany), the events."""
+        return await self._run_write(lambda conn: self._settle_rows(conn, items))
+
+    def _settle_rows(self, conn: Connection, items: Sequence[tuple[str, Settled]]) -> list[bool]:
         now = utcnow()
-        async with self._write() as conn:
-            owned = select(messages.c.id, messages.c.lease_owner).where(
-                messages.c.id.in_([outcome.id for _, outcome in items]), messages.c.status == "sending"
-            )
-            if self.dialect == "postgresql":
-                owned = owned.with_for_update()
-            holders = {row.id: row.lease_owner for row in await conn.execute(owned)}
-            done = [holders.get(outcome.id) == owner for owner, outcome in items]
-            rows = [
-                {
-                    "b_id": outcome.id,
-                    "status": outcome.status,
-                    "last_error": outcome.error,
-                    "smtp_code": outcome.smtp_code,
-                    "b_sent_at": now if outcome.status == "sent" else None,
-                    "b_next": (outcome.next_attempt_at or now) if outcome.status == "deferred" else None,
-                    "b_uncount": 1 if outcome.uncounted else 0,
-                    "b_transport": outcome.transport,
-                    "b_provider_id": outcome.provider_message_id,
-                }
-                for (_, outcome), ok in zip(items, done, strict=True)
-                if ok
-            ]
-            if rows:
-                await conn.execute(
-                    update(messages)
-                    .where(messages.c.id == bindparam("b_id"))
-                    .values(
-                        status=bindparam("status"),
-                        last_error=bindparam("last_error"),
-                        smtp_code=bindparam("smtp_code"),
-                        lease_owner=None,
-                        lease_until=None,
-                        updated_at=now,
-                        sent_at=func.coalesce(bindparam("b_sent_at", type_=UtcDateTime), messages.c.sent_at),
-                        next_attempt_at=func.coalesce(
-                            bindparam("b_next", type_=UtcDateTime), messages.c.next_attempt_at
-                        ),
-                        attempts=messages.c.attempts - bindparam("b_uncount"),
-                        transport=func.coalesce(bindparam("b_transport", type_=String), messages.c.transport),
-                        provider_message_id=func.coalesce(
-                            bindparam("b_provider_id", type_=String), messages.c.provider_message_id
-                        ),
+        owned = select(messages.c.id, messages.c.lease_owner).where(
+            messages.c.id.in_([outcome.id for _, outcome in items]), messages.c.status == "sending"
+        )
+        if self.dialect == "postgresql":
+            owned = owned.with_for_update()
+        holders = {row.id: row.lease_owner for row in conn.execute(owned)}
+        done = [holders.get(outcome.id) == owner for owner, outcome in items]
+        rows = [
+            {
+                "b_id": outcome.id,
+                "status": outcome.status,
+                "last_error": outcome.error,
+                "smtp_code": outcome.smtp_code,
+                "b_sent_at": now if outcome.status == "sent" else None,
+                "b_next": (outcome.next_attempt_at or now) if outcome.status == "deferred" else None,
+                "b_uncount": 1 if outcome.uncounted else 0,
+                "b_transport": outcome.transport,
+                "b_provider_id": outcome.provider_message_id,
+            }
+            for (_, outcome), ok in zip(items, done, strict=True)
+            if ok
+        ]
+        if rows:
+            conn.execute(
+                update(messages)
+                .where(messages.c.id == bindparam("b_id"))
+                .values(
+                    status=bindparam("status"),
+                    last_error=bindparam("last_error"),
+                    smtp_code=bindparam("smtp_code"),
+                    lease_owner=None,
+                    lease_until=None,
+                    updated_at=now,
+                    sent_at=func.coalesce(bindparam("b_sent_at", type_=UtcDateTime), messages.c.sent_at),
+                    next_attempt_at=func.coalesce(bindparam("b_next", type_=UtcDateTime), messages.c.next_attempt_at),
+                    attempts=messages.c.attempts - bindparam("b_uncount"),
+                    transport=func.coalesce(bindparam("b_transport", type_=String), messages.c.transport),
+                    provider_message_id=func.coalesce(
+                        bindparam("b_provider_id", type_=String), messages.c.provider_message_id
                     ),
-                    rows,
-                )
-                new_events: list[dict[str, Any]] = []
-                for (_, outcome), ok in zip(items, done, strict=True):
-                    if not ok:
-                        continue
-                    if outcome.attempt_started_at is not None:
-                        new_events.append(
-                            {
-                                "message_id": outcome.id,
-                                "type": "attempt",
-                                "at": outcome.attempt_started_at,
-                                "detail": {},
-                            }
-                        )
+                ),
+                rows,
+            )
+            new_events: list[dict[str, Any]] = []
+            for (_, outcome), ok in zip(items, done, strict=True):
+                if not ok:
+                    continue
+                if outcome.attempt_started_at is not None:
                     new_events.append(
-                        {"message_id": outcome.id, "type": outcome.status, "at": now, "detail": outcome.detail}
+                        {
+                            "message_id": outcome.id,
+                            "type": "attempt",
+                            "at": outcome.attempt_started_at,
+                            "detail": {},
+                        }
                     )
-                await conn.execute(insert(events), new_events)
+                new_events.append(
+                    {"message_id": outcome.id, "type": outcome.status, "at": now, "detail": outcome.detail}
+                )
+            conn.execute(insert(events), new_events)
         return done
 
     async def release(self, owner: str, ids: Sequence[str]) -> int:
         """Give leases back unsent (graceful shutdown): the rows are due again at once, the attempt uncounted."""
         if not ids:
             return 0
-        now = utcnow()
-        async with self._write() as conn:
-            result = await conn.execute(
-                update(messages)
-                .where(messages.c.id.in_(ids), messages.c.lease_owner == owner, messages.c.status == "sending")
-                .values(
-                    status="queued",
-                    lease_owner=None,
-                    lease_until=None,
-                    next_attempt_at=now,
-                    updated_at=now,
-                    attempts=messages.c.attempts - 1,
-                )
-            )
-        return int(result.rowcount)
+        return await self._run_write(lambda conn: _release_rows(conn, owner, ids))
 
     async def next_due_at(self) -> datetime | None:
         """When the earliest claimable row becomes due (None when there is none)."""
@@ -387,3 +376,20 @@ def _literal_in(column: ColumnElement[str], values: tuple[str, ...]) -> ColumnEl
     return column.in_(
         bindparam(f"literal_{column.name}_{len(values)}", list(values), expanding=True, literal_execute=True)
     )
+
+
+def _release_rows(conn: Connection, owner: str, ids: Sequence[str]) -> int:
+    now = utcnow()
+    result = conn.execute(
+        update(messages)
+        .where(messages.c.id.in_(ids), messages.c.lease_owner == owner, messages.c.status == "sending")
+        .values(
+            status="queued",
+            lease_owner=None,
+            lease_until=None,
+            next_attempt_at=now,
+            updated_at=now,
+            attempts=messages.c.attempts - 1,
+        )
+    )
+    return int(result.rowcount)

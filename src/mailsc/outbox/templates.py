@@ -6,12 +6,14 @@ Version numbers are never reused (the next one is one more than the highest ever
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy import text as sql
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import OutboxError
@@ -41,19 +43,23 @@ class OutboxTemplates(OutboxBase):
 
     async def put_template(self, name: str, *, subject: str, html: str | None, text: str | None) -> StoredTemplate:
         """Store a new version of ``name`` (version 1 for a new name) and return it."""
+
+        def work(conn: Connection, now: datetime) -> int:
+            if self.dialect == "postgresql":  # writers of one name queue here (SQLite has one writer anyway)
+                conn.execute(sql("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+            highest = conn.scalar(select(func.max(templates.c.version)).where(templates.c.name == name))
+            version = int(highest or 0) + 1
+            conn.execute(
+                insert(templates).values(
+                    name=name, version=version, subject=subject, html=html, text=text, created_at=now
+                )
+            )
+            return version
+
         for _ in range(5):  # UNIQUE(name, version) makes a writer that lost a race retry with the next number
             now = utcnow()
             try:
-                async with self._write() as conn:
-                    if self.dialect == "postgresql":  # writers of one name queue here (SQLite has one writer anyway)
-                        await conn.execute(sql("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
-                    highest = await conn.scalar(select(func.max(templates.c.version)).where(templates.c.name == name))
-                    version = int(highest or 0) + 1
-                    await conn.execute(
-                        insert(templates).values(
-                            name=name, version=version, subject=subject, html=html, text=text, created_at=now
-                        )
-                    )
+                version = await self._run_write(functools.partial(work, now=now))
             except IntegrityError:
                 continue
             return StoredTemplate(name, version, subject, html, text, now)
@@ -88,10 +94,9 @@ class OutboxTemplates(OutboxBase):
 
     async def delete_template(self, name: str) -> bool:
         """Mark every version of ``name`` deleted; False when there was none left to delete."""
-        async with self._write() as conn:
-            result = await conn.execute(
-                update(templates)
-                .where(templates.c.name == name, templates.c.deleted_at.is_(None))
-                .values(deleted_at=utcnow())
-            )
-        return bool(result.rowcount)
+        statement = (
+            update(templates)
+            .where(templates.c.name == name, templates.c.deleted_at.is_(None))
+            .values(deleted_at=utcnow())
+        )
+        return await self._run_write(lambda conn: bool(conn.execute(statement).rowcount))
