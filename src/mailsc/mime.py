@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import email.charset
 import email.policy
-import email.quoprimime
 import re
 import secrets
 import sys
@@ -244,8 +243,74 @@ _HTML_PART_HEAD = 'Content-Type: text/html; charset="utf-8"\nContent-Transfer-En
 
 
 def _qp(text: str) -> str:
-    """Quoted-printable, exactly as ``MIMEText(text, _charset=_UTF8)`` encodes its payload."""
-    return email.quoprimime.body_encode(text.encode("utf-8").decode("latin1"))
+    """Quoted-printable, exactly as ``MIMEText(text, _charset=_UTF8)`` encodes its payload
+    (``email.quoprimime.body_encode`` over the UTF-8 bytes; property-tested equal), about four times faster: that
+    function escapes through ``str.translate`` with a 256-entry list, one Python lookup per character. Here the
+    escaping is done with C-level bytes operations and only lines that need wrapping are wrapped in Python."""
+    if not text:
+        return text
+    body = _qp_escape(text.encode("utf-8"))
+    encoded = [
+        line if len(line) <= _QP_LINE and line[-1:] not in (" ", "\t") else _qp_wrap(line) for line in body.splitlines()
+    ]
+    if body[-1] in "\r\n":
+        encoded.append("")
+    return "\n".join(encoded)
+
+
+_QP_LINE = 76  # RFC 2045's limit, quoprimime's default
+_QP_SAFE = bytes([9, 10, 13, *range(0x20, 0x7F)])  # kept as they are (with '=', escaped before this is used)
+_QP_MARK = bytes(b if b in _QP_SAFE else 0 for b in range(256))  # every byte to escape becomes NUL
+_QP_HEX = re.compile(rb"=..")
+_QP_RUN = re.compile(rb"[^\t\n\r\x20-\x7e]+")
+
+
+def _qp_hex_run(match: re.Match[bytes]) -> bytes:
+    return ("=" + match.group().hex("=").upper()).encode("ascii")
+
+
+def _qp_escape(data: bytes) -> str:
+    """``data`` with '=' and every byte outside printable ASCII, tab, CR and LF as ``=XX``."""
+    data = data.replace(b"=", b"=3D")
+    escaped = data.translate(None, _QP_SAFE)  # the bytes to escape, in order
+    if not escaped:
+        return data.decode("ascii")
+    if len(escaped) * 8 > len(data):  # dense (most non-Latin scripts): one call per run of escaped bytes
+        return _QP_RUN.sub(_qp_hex_run, data).decode("ascii")
+    # Sparse: split the text around them and interleave their escapes, all in C.
+    pieces: list[bytes] = [b""] * (2 * len(escaped) + 1)
+    pieces[::2] = data.translate(_QP_MARK).split(b"\0")
+    pieces[1::2] = _QP_HEX.findall(("=" + escaped.hex("=")).upper().encode("ascii"))
+    return b"".join(pieces).decode("ascii")
+
+
+def _qp_wrap(line: str) -> str:
+    """One escaped line as ``email.quoprimime.body_encode`` wraps it: soft breaks after at most 75 characters,
+    never inside an escape, and a trailing space or tab escaped or followed by a soft break."""
+    pieces: list[str] = []
+    append = pieces.append
+    start = 0
+    laststart = len(line) - 1 - _QP_LINE
+    while start <= laststart:
+        stop = start + _QP_LINE - 1
+        if line[stop - 2] == "=":  # an escape would be cut: break before it
+            stop -= 2
+        elif line[stop - 1] == "=":
+            stop -= 1
+        append(line[start:stop])
+        start = stop
+    last = line[-1]
+    if last in " \t":
+        room = start - laststart
+        if room >= 3:
+            append(f"{line[start:-1]}={ord(last):02X}")
+        elif room == 2:
+            append(f"{line[start:]}=\n")
+        else:
+            append(f"{line[start:-1]}=\n={ord(last):02X}")
+    else:
+        append(line[start:])
+    return "=\n".join(pieces)
 
 
 def _make_boundary() -> str:
