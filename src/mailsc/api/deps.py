@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -15,6 +16,8 @@ from ..outbox.store import OutboxStore
 from .problems import ApiError
 
 _KEY_CACHE_SECONDS = 5.0
+# What the ``Idempotency-Key`` header's declared pattern accepts, for code that checks it without FastAPI.
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 @dataclass

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import ValidationError
 
 from ... import metrics
 from ...errors import IdempotencyConflictError, MessageError, TemplateError
 from ...message import Message
-from ..deps import Caller, ServicesDep, idempotency_key, json_body
+from ...outbox.records import AddResult
+from ..deps import IDEMPOTENCY_KEY, Caller, Services, ServicesDep, authenticated, idempotency_key, json_body
+from ..fastpath import fast_route, json_response, plain_json
 from ..problems import ApiError, problem_responses
 from ..schemas import (
     BatchAccepted,
@@ -30,16 +32,6 @@ MessageId = Annotated[str, Path(pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$", description
 STATUSES = ("queued", "sending", "deferred", "sent", "failed", "cancelled", "expired")
 
 
-@router.post(
-    "",
-    status_code=202,
-    response_model=MessageAccepted,
-    dependencies=[Depends(json_body)],
-    responses={
-        200: {"description": "idempotent replay: the same key and body were accepted before"},
-        409: {"description": "the Idempotency-Key was used for another body"},
-    },
-)
 async def accept(
     body: MessageCreate,
     response: Response,
@@ -48,6 +40,32 @@ async def accept(
     key: Annotated[str | None, Depends(idempotency_key)],
 ) -> MessageAccepted:
     """Accept one message. Answers 202 only after the message is durably stored."""
+    result = await _enqueue(svc, body, key)
+    if result.replayed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return MessageAccepted(id=result.id, created_at=result.created_at)
+
+
+async def _accept_fast(request: Request) -> Response | None:
+    """``accept`` without FastAPI's generic handler (see ``fastpath``); None hands the request to ``accept``."""
+    key = request.headers.get("idempotency-key")
+    if not plain_json(request.headers.get("content-type")) or (key is not None and not IDEMPOTENCY_KEY.fullmatch(key)):
+        return None
+    try:
+        body = MessageCreate.model_validate_json(await request.body())
+    except ValidationError:
+        return None
+    svc: Services = request.app.state.services
+    await authenticated(request, svc)
+    result = await _enqueue(svc, body, key)
+    accepted = MessageAccepted(id=result.id, created_at=result.created_at)
+    if result.replayed:
+        return json_response(accepted, 200, {"Idempotent-Replayed": "true"})
+    return json_response(accepted, 202)
+
+
+async def _enqueue(svc: Services, body: MessageCreate, key: str | None) -> AddResult:
     result = await svc.mailer.enqueue_with_result(
         _content(body),
         template=body.template,
@@ -56,12 +74,24 @@ async def accept(
         send_at=body.send_at,
         expires_at=body.expires_at,
     )
-    if result.replayed:
-        response.status_code = 200
-        response.headers["Idempotent-Replayed"] = "true"
-    else:
+    if not result.replayed:
         metrics.record_accepted()
-    return MessageAccepted(id=result.id, created_at=result.created_at)
+    return result
+
+
+router.add_api_route(
+    "",
+    accept,
+    methods=["POST"],
+    status_code=202,
+    response_model=MessageAccepted,
+    dependencies=[Depends(json_body)],
+    responses={
+        200: {"description": "idempotent replay: the same key and body were accepted before"},
+        409: {"description": "the Idempotency-Key was used for another body"},
+    },
+    route_class_override=fast_route(_accept_fast),
+)
 
 
 def _content(body: MessageCreate) -> Message | dict[str, Any]:
@@ -69,7 +99,6 @@ def _content(body: MessageCreate) -> Message | dict[str, Any]:
     return body.to_message() if body.template is None else body.to_fields()
 
 
-@router.post("/batch", status_code=207, response_model=BatchAccepted, dependencies=[Depends(json_body)])
 async def accept_batch(body: BatchCreate, svc: ServicesDep, _caller: Caller) -> BatchAccepted:
     """Accept up to 500 messages; each item is accepted or refused on its own."""
     results: list[BatchResult] = []
@@ -106,6 +135,30 @@ async def _enqueue_all(svc: ServicesDep, items: list[tuple[int, BatchItem]]) -> 
         return BatchResult(index=index, status=200 if result.replayed else 202, id=result.id)
 
     return list(await asyncio.gather(*(one(i, item) for i, item in items)))
+
+
+async def _accept_batch_fast(request: Request) -> Response | None:
+    """``accept_batch`` without FastAPI's generic handler (see ``fastpath``); None hands the request over."""
+    if not plain_json(request.headers.get("content-type")):
+        return None
+    try:
+        body = BatchCreate.model_validate_json(await request.body())
+    except ValidationError:
+        return None
+    svc: Services = request.app.state.services
+    await authenticated(request, svc)
+    return json_response(await accept_batch(body, svc, ""), 207)
+
+
+router.add_api_route(
+    "/batch",
+    accept_batch,
+    methods=["POST"],
+    status_code=207,
+    response_model=BatchAccepted,
+    dependencies=[Depends(json_body)],
+    route_class_override=fast_route(_accept_batch_fast),
+)
 
 
 @router.api_route("/batch", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
