@@ -158,6 +158,35 @@ async def test_outcomes_are_recorded_with_events(store: OutboxStore) -> None:
     assert await store.claim("w", 10) == []  # the deferred one is not due yet
 
 
+async def test_alike_and_unlike_outcomes_in_one_batch_are_each_recorded(store: OutboxStore) -> None:
+    # Alike outcomes are written with one grouped UPDATE, the rest row by row: both must record every field.
+    await store.add_many([new(i) for i in range(7)])
+    claimed = await store.claim("w", 6)
+    [theirs] = await store.claim("other", 1)
+    retry_at = datetime.now(UTC) + timedelta(minutes=5)
+    outcomes = [
+        *(Settled(m.id, "sent", {"n": i}, transport="smtp", smtp_code=250) for i, m in enumerate(claimed[:3])),
+        Settled(claimed[3].id, "sent", transport="ses", provider_message_id="ses-1"),
+        *(Settled(m.id, "deferred", next_attempt_at=retry_at, error="paused", uncounted=True) for m in claimed[4:]),
+        Settled(theirs.id, "sent", transport="smtp", smtp_code=250),  # not this owner's lease
+    ]
+    owners = ["w"] * 6 + ["w"]
+    results = await asyncio.gather(*(store.settle(o, s) for o, s in zip(owners, outcomes, strict=True)))
+    assert results == [True] * 6 + [False]
+    records = [await store.get(m.id) for m in claimed]
+    for i, record in enumerate(records[:3]):
+        assert (record.status, record.transport, record.smtp_code, record.attempts) == ("sent", "smtp", 250, 1)
+        assert record.sent_at is not None
+        assert record.events[-1] == {"type": "sent", "at": record.events[-1]["at"], "detail": {"n": i}}
+    assert (records[3].status, records[3].transport, records[3].provider_message_id) == ("sent", "ses", "ses-1")
+    for record in records[4:]:
+        assert (record.status, record.last_error, record.attempts, record.sent_at) == ("deferred", "paused", 0, None)
+        assert record.next_attempt_at is not None
+        assert abs((record.next_attempt_at - retry_at).total_seconds()) < 0.01
+    other = await store.get(theirs.id)
+    assert (other.status, other.sent_at, [e["type"] for e in other.events]) == ("sending", None, ["queued"])
+
+
 async def test_poison_message_fails_after_the_attempt_limit(store: OutboxStore) -> None:
     result = await store.add(new(1))
     for _ in range(3):  # three workers each die holding it

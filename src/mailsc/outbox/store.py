@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, func, insert, literal_column, select, update
+from sqlalchemy import and_, bindparam, func, insert, literal_column, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,8 +30,9 @@ from .base import CHANNEL
 from .batch import GroupCommitter
 from .engine import create_engine, sqlite_folder
 from .management import OutboxManagement, as_utc
+from .outcomes import write_outcomes
 from .records import AddResult, ClaimedMessage, NewMessage, Settled, new_id, utcnow
-from .tables import CLAIMABLE, UtcDateTime, events, messages
+from .tables import CLAIMABLE, events, messages
 from .templates import OutboxTemplates
 
 
@@ -288,73 +289,10 @@ class OutboxStore(OutboxTemplates, OutboxManagement):
         return await self._settles.submit((owner, outcome))
 
     async def _write_settled(self, items: Sequence[tuple[str, Settled]]) -> list[bool]:
-        """One transaction, three statements for the whole batch: which leases are still ours, the updates (an
-        executemany), the events."""
-        return await self._run_write(lambda conn: self._settle_rows(conn, items))
-
-    def _settle_rows(self, conn: Connection, items: Sequence[tuple[str, Settled]]) -> list[bool]:
-        now = utcnow()
-        owned = select(messages.c.id, messages.c.lease_owner).where(
-            messages.c.id.in_([outcome.id for _, outcome in items]), messages.c.status == "sending"
-        )
-        if self.dialect == "postgresql":
-            owned = owned.with_for_update()
-        holders = {row.id: row.lease_owner for row in conn.execute(owned)}
-        done = [holders.get(outcome.id) == owner for owner, outcome in items]
-        rows = [
-            {
-                "b_id": outcome.id,
-                "status": outcome.status,
-                "last_error": outcome.error,
-                "smtp_code": outcome.smtp_code,
-                "b_sent_at": now if outcome.status == "sent" else None,
-                "b_next": (outcome.next_attempt_at or now) if outcome.status == "deferred" else None,
-                "b_uncount": 1 if outcome.uncounted else 0,
-                "b_transport": outcome.transport,
-                "b_provider_id": outcome.provider_message_id,
-            }
-            for (_, outcome), ok in zip(items, done, strict=True)
-            if ok
-        ]
-        if rows:
-            conn.execute(
-                update(messages)
-                .where(messages.c.id == bindparam("b_id"))
-                .values(
-                    status=bindparam("status"),
-                    last_error=bindparam("last_error"),
-                    smtp_code=bindparam("smtp_code"),
-                    lease_owner=None,
-                    lease_until=None,
-                    updated_at=now,
-                    sent_at=func.coalesce(bindparam("b_sent_at", type_=UtcDateTime), messages.c.sent_at),
-                    next_attempt_at=func.coalesce(bindparam("b_next", type_=UtcDateTime), messages.c.next_attempt_at),
-                    attempts=messages.c.attempts - bindparam("b_uncount"),
-                    transport=func.coalesce(bindparam("b_transport", type_=String), messages.c.transport),
-                    provider_message_id=func.coalesce(
-                        bindparam("b_provider_id", type_=String), messages.c.provider_message_id
-                    ),
-                ),
-                rows,
-            )
-            new_events: list[dict[str, Any]] = []
-            for (_, outcome), ok in zip(items, done, strict=True):
-                if not ok:
-                    continue
-                if outcome.attempt_started_at is not None:
-                    new_events.append(
-                        {
-                            "message_id": outcome.id,
-                            "type": "attempt",
-                            "at": outcome.attempt_started_at,
-                            "detail": {},
-                        }
-                    )
-                new_events.append(
-                    {"message_id": outcome.id, "type": outcome.status, "at": now, "detail": outcome.detail}
-                )
-            conn.execute(insert(events), new_events)
-        return done
+        """One transaction for the whole batch: which leases are still ours, the updates (one per group of alike
+        outcomes, see ``outcomes.py``), the events."""
+        lock_rows = self.dialect == "postgresql"
+        return await self._run_write(lambda conn: write_outcomes(conn, items, lock_rows=lock_rows))
 
     async def release(self, owner: str, ids: Sequence[str]) -> int:
         """Give leases back unsent (graceful shutdown): the rows are due again at once, the attempt uncounted."""
