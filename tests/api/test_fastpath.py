@@ -5,10 +5,12 @@ effect."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
 import httpx
+from sqlalchemy import event
 from starlette.requests import Request
 from starlette.types import Message
 
@@ -125,3 +127,19 @@ async def test_generated_request_ids_are_32_hex_digits_and_differ(client: httpx.
     assert all(re.fullmatch("[0-9a-f]{32}", i) for i in ids)
     repeated = await client.get("/healthz", headers=[("X-Request-ID", "first"), ("X-Request-ID", "second")])
     assert repeated.headers["x-request-id"] == "second"
+
+
+async def test_concurrent_requests_share_one_check_for_stored_keys(client: httpx.AsyncClient) -> None:
+    services = client.app.state.services  # type: ignore[attr-defined]
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(services.store.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        services._keys_exist_until = 0.0  # the cached answer has expired
+        assert await asyncio.gather(*(services.keys_required() for _ in range(20))) == [False] * 20
+    finally:
+        event.remove(services.store.engine.sync_engine, "before_cursor_execute", record)
+    assert len([s for s in statements if "api_keys" in s]) == 1
