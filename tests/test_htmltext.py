@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mailsc.htmltext import html_to_text
+from mailsc.htmltext import _simple_parts, html_to_text, html_to_text_by_htmlparser
 
 
 @pytest.mark.parametrize(
@@ -138,3 +140,79 @@ def test_a_typical_transactional_email() -> None:
 def test_output_has_no_leading_or_trailing_blank_lines_and_ends_with_one_newline() -> None:
     text = html_to_text("<p></p><br><div><p>content</p></div><br><br><p></p>")
     assert text == "content\n"
+
+
+# The fast path (a regular-expression tokenizer for plain markup) must give exactly what HTMLParser gives. Markup is
+# generated from pieces that cover the plain subset and what leaves it (stray '<', odd comments, unquoted values
+# touching '/>', raw-text elements, declarations, processing instructions, entities cut by tags).
+_TAG_NAMES = ["p", "P", "div", "a", "A", "img", "br", "li", "td", "th", "tr", "table", "pre", "b", "span", "o:p"]
+_TAG_NAMES += ["style", "script", "title", "head", "noscript", "textarea", "iframe", "h1", "my-tag"]
+_VALUES = ['"https://example.com/a?x=1&amp;y=2"', "'mailto:a@example.org'", "x", '""', '"#top"', '"a>b"', "u/"]
+_VALUES += ['"javascript:alert(1)"', '"Logo &amp; co"', "'it''s'", "&amp;"]
+_attribute_st = st.tuples(
+    st.sampled_from([" ", "  ", "\n", "\t", ""]),
+    st.sampled_from(["href", "HREF", "alt", "class", "name", "data-x"]),
+    st.one_of(st.none(), st.tuples(st.sampled_from(["=", " = ", "=="]), st.sampled_from(_VALUES))),
+).map(lambda a: f"{a[0]}{a[1]}" + ("" if a[2] is None else a[2][0] + a[2][1]))
+_start_st = st.tuples(
+    st.sampled_from(_TAG_NAMES), st.lists(_attribute_st, max_size=3), st.sampled_from(["", " ", "/", " /", "\n"])
+).map(lambda t: f"<{t[0]}{''.join(t[1])}{t[2]}>")
+_end_st = st.tuples(st.sampled_from(_TAG_NAMES), st.sampled_from(["", " ", "\n"])).map(lambda t: f"</{t[0]}{t[1]}>")
+_text_st = st.one_of(
+    st.sampled_from([" ", "\n", "  x  ", "a&amp;b", "&lt;", "&amp", "&#32;", "&#10;", "&nbsp;", "&", "caf&eacute;"]),
+    st.sampled_from(["Hello", "Back to top", "https://example.com/a?x=1&y=2", "a@example.org", "Logo"]),
+    st.text(st.characters(exclude_categories=["Cs"]), max_size=12),
+)
+_odd_st = st.sampled_from(
+    [
+        *("<", "< b", "<!-- c -->", "<!---->", "<!-->", "<!-- a -- b -->", "<!DOCTYPE html>", "<!doctype>"),
+        *("<?php ?>", "<![CDATA[x]]>", "<!--[if mso]><table><![endif]-->", "</ p>", "</>", "<a href=x/>", "a<b"),
+        "<p\u3000>",
+    ]
+)
+markup_st = st.lists(st.one_of(_text_st, _start_st, _end_st, _odd_st), max_size=25).map("".join)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(html=markup_st)
+def test_the_fast_path_equals_htmlparser_on_generated_markup(html: str) -> None:
+    assert html_to_text(html) == html_to_text_by_htmlparser(html)
+
+
+@settings(max_examples=300, deadline=None)
+@given(html=st.text(st.characters(exclude_categories=["Cs"]), max_size=200))
+def test_the_fast_path_equals_htmlparser_on_any_text(html: str) -> None:
+    assert html_to_text(html) == html_to_text_by_htmlparser(html)
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        '<p>Receipt</p><table><tr><td>1 x Book <br><small>SKU 1</small></td><td class="price">3.50 EUR</td></tr>'
+        '</table><a class="button" href="https://shop.example.com/orders/1?a=1&amp;b=2">View</a>',
+        "<!doctype html><html><head><meta charset='utf-8'><title>T</title><style>p > a { color: red }</style>"
+        "</head><body><!-- note --><p>Hi&nbsp;there</p></body></html>",
+        '<pre>a   b\n  c</pre><img src="x.png" alt="Logo"/><ul><li>one<li>two</ul>',
+        "<!--[if mso]><table><tr><td><![endif]-->text",
+    ],
+)
+def test_plain_email_markup_takes_the_fast_path(html: str) -> None:
+    parts = _simple_parts(html)
+    assert parts is not None
+    assert html_to_text(html) == html_to_text_by_htmlparser(html)
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        "a < b <p>c</p>",
+        '<a title="x>y" href="https://example.com/">link</a>',
+        "<style>a < b { }</style>visible",
+        "<style>p { }",
+        "<textarea><p>raw?</p></textarea>",
+        "<a href=https://example.com/x/>link</a>",
+    ],
+)
+def test_markup_outside_the_plain_subset_goes_to_htmlparser(html: str) -> None:
+    assert _simple_parts(html) is None
+    assert html_to_text(html) == html_to_text_by_htmlparser(html)
