@@ -131,6 +131,8 @@ def _envelope(
         message_id=message_id,
         smtputf8=smtputf8,
         subject=message.subject,
+        tags=tuple(message.tags),
+        metadata=dict(message.metadata),
     )
 
 

@@ -268,6 +268,8 @@ class OutboxStore(OutboxTemplates, OutboxManagement):
                 messages.c.recipients,
                 messages.c.smtputf8,
                 messages.c.subject,
+                messages.c.tags,
+                messages.c.meta,
                 messages.c.attempts,
                 messages.c.created_at,
                 messages.c.expires_at,
@@ -276,7 +278,16 @@ class OutboxStore(OutboxTemplates, OutboxManagement):
         return [
             ClaimedMessage(
                 r.id,
-                Envelope(r.sender, tuple(r.recipients), r.mime, r.message_id, bool(r.smtputf8), r.subject),
+                Envelope(
+                    r.sender,
+                    tuple(r.recipients),
+                    r.mime,
+                    r.message_id,
+                    bool(r.smtputf8),
+                    r.subject,
+                    tuple(r.tags),  # for the provider transports' own tag fields
+                    r.meta,
+                ),
                 r.attempts,
                 r.created_at,
                 r.expires_at,

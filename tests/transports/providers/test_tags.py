@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 from mailsc.envelope import Envelope
+from mailsc.message import Message
+from mailsc.mime import render
+from mailsc.outbox import NewMessage, OutboxStore
 from mailsc.transports.providers.ses import ses_tags
 from tests.transports.providers.conftest import Contract
 from tests.transports.providers.httpd import Request
@@ -84,3 +88,26 @@ def test_ses_email_tags_use_only_the_characters_ses_allows() -> None:
     ]
     assert ses_tags(simple_envelope()) == []
     assert json.dumps(ses_tags(tagged()))  # plain JSON values
+
+
+async def test_tags_stored_with_a_message_reach_the_provider_after_a_claim(contract: Contract, tmp_path: Path) -> None:
+    store = await OutboxStore.open(f"sqlite:///{tmp_path / 'outbox.db'}")
+    try:
+        message = Message(
+            **{"from": "app@example.com"},
+            to="ada@example.org",
+            subject="Hi",
+            text="Hello",
+            tags=["welcome"],
+            metadata={"user": "42"},
+        )
+        envelope = render(message)
+        await store.add(NewMessage(envelope, "", tags=envelope.tags, metadata=dict(envelope.metadata)))
+        [claimed] = await store.claim("test-worker", limit=10)
+    finally:
+        await store.close()
+    server, transport = await contract("sendgrid")
+    await transport.send(claimed.envelope)
+    body = server.sent[0].json()
+    assert body["categories"] == ["welcome"]
+    assert body["custom_args"] == {"user": "42"}
