@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +18,7 @@ from starlette.types import Message
 
 from mailsc.api.routes.messages import _accept_batch_fast, _accept_fast
 from mailsc.outbox import OutboxStore
+from tests.api.conftest import make_settings, running
 
 FAST = {"content-type": "application/json"}
 SLOW = {"content-type": "application/vnd.mailsc+json"}  # JSON to both, but only FastAPI's handler takes it
@@ -143,3 +146,19 @@ async def test_concurrent_requests_share_one_check_for_stored_keys(client: httpx
     finally:
         event.remove(services.store.engine.sync_engine, "before_cursor_execute", record)
     assert len([s for s in statements if "api_keys" in s]) == 1
+
+
+async def test_a_body_streaming_past_the_limit_is_refused_with_413(tmp_path: Path) -> None:
+    async def oversize() -> AsyncIterator[bytes]:  # chunked: no Content-Length to refuse it by
+        yield b'{"to": "ada@example.org", "subject": "Hi", "text": "'
+        for _ in range(10):
+            yield b"x" * 500
+        yield b'"}'
+
+    async with running(make_settings(tmp_path, None, max_request_size=2048), run_worker=False) as api:
+        for path in ("/v1/messages", "/v1/messages/batch"):
+            for headers in (FAST, SLOW, {"content-type": "text/plain"}):
+                response = await api.post(path, content=oversize(), headers=headers)
+                assert response.status_code == 413, (path, headers, response.text)
+                assert response.json()["type"] == "https://mailsc.dev/problems/too-large"
+        assert await api.app.state.services.store.counts() == {}  # type: ignore[attr-defined]

@@ -49,11 +49,12 @@ async def accept(
 
 async def _accept_fast(request: Request) -> Response | None:
     """``accept`` without FastAPI's generic handler (see ``fastpath``); None hands the request to ``accept``."""
+    raw = await request.body()  # first: a body streaming past the size limit is a 413 whatever else is wrong
     key = request.headers.get("idempotency-key")
     if not plain_json(request.headers.get("content-type")) or (key is not None and not IDEMPOTENCY_KEY.fullmatch(key)):
         return None
     try:
-        body = MessageCreate.model_validate_json(await request.body())
+        body = MessageCreate.model_validate_json(raw)
     except ValidationError:
         return None
     svc: Services = request.app.state.services
@@ -139,10 +140,11 @@ async def _enqueue_all(svc: ServicesDep, items: list[tuple[int, BatchItem]]) -> 
 
 async def _accept_batch_fast(request: Request) -> Response | None:
     """``accept_batch`` without FastAPI's generic handler (see ``fastpath``); None hands the request over."""
+    raw = await request.body()  # first, as in _accept_fast
     if not plain_json(request.headers.get("content-type")):
         return None
     try:
-        body = BatchCreate.model_validate_json(await request.body())
+        body = BatchCreate.model_validate_json(raw)
     except ValidationError:
         return None
     svc: Services = request.app.state.services
