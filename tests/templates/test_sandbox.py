@@ -115,6 +115,31 @@ def test_the_time_budget_stops_what_the_iteration_budget_allows() -> None:
     healthy(templates)
 
 
+@pytest.mark.parametrize("limit", [2, 15, 16, 17, 20, 33])
+def test_the_iteration_budget_is_exact(limit: int) -> None:
+    """The clock is read every few steps, but every step is counted: a loop spends one step to start (the call
+    that guards it) and one per item, so ``limit - 1`` items render and one more is stopped."""
+    templates = StoredTemplates(TemplateLimits(max_iterations=limit))
+    source = "{% for x in items %}.{% endfor %}"
+    assert render(templates, source, {"items": list(range(limit - 1))}) == "." * (limit - 1)
+    with pytest.raises(TemplateError, match=f"more than {limit:,} loop iterations"):
+        render(templates, source, {"items": list(range(limit))})
+
+
+def test_printf_widths_are_checked_on_every_render_of_a_cached_format() -> None:
+    """Format strings are parsed once and cached; the width check still applies each time, against the limits of
+    the render in progress."""
+    small = StoredTemplates(TemplateLimits(max_rendered_size=50))
+    large = StoredTemplates()
+    source = "{{ spec|format(1) }}"  # a variable: Jinja folds a constant format at compile time
+    assert render(large, source, {"spec": "%60d"}) == " " * 59 + "1"
+    with pytest.raises(TemplateError, match="format width or precision would have 60"):
+        render(small, source, {"spec": "%60d"})  # refused before formatting
+    assert render(large, source, {"spec": "%60d"}) == " " * 59 + "1"
+    with pytest.raises(TemplateError, match=r"'\*' width"):
+        render(large, source, {"spec": "%*d"})
+
+
 def test_sizes_of_source_and_output_are_limited() -> None:
     templates = StoredTemplates(TemplateLimits(max_source_size=100, max_rendered_size=50))
     with pytest.raises(TemplateError, match="at most 100 are allowed") as caught:

@@ -111,21 +111,31 @@ def compile_source(
 
 
 def render_part(compiled: CompiledTemplate, part: str, variables: Mapping[str, Any], limit: int) -> str:
+    """One part rendered, refused once its output passes ``limit`` characters. Jinja's render function is driven
+    directly (``Template.generate`` adds a generator frame to each of the ~500 chunks of a receipt), and its
+    exceptions get the template-line traceback ``generate`` would give them (``translate`` reads it)."""
     template = compiled.parts[part]
     chunks: list[str] = []
+    append = chunks.append
     total = 0
     try:
-        for chunk in template.generate(variables):
+        for chunk in template.root_render_func(template.new_context(dict(variables))):
             total += len(chunk)
             if total > limit:
-                raise LimitExceeded(f"the rendered {part} is over {limit:,} characters")
-            chunks.append(chunk)
-    except Exception as exc:
-        own = compiled.files.get(part, part)
-        raise translate(
-            exc, template=compiled.name, version=compiled.version, part=part, own_file=own, folder=compiled.folder
-        ) from None
-    return "".join(chunks)
+                break
+            append(chunk)
+        else:
+            return "".join(chunks)
+        failure: BaseException = LimitExceeded(f"the rendered {part} is over {limit:,} characters")
+    except Exception:
+        try:
+            template.environment.handle_exception()  # re-raises with the template's lines in the traceback
+        except Exception as exc:  # every failure becomes a TemplateError
+            failure = exc
+    own = compiled.files.get(part, part)
+    raise translate(
+        failure, template=compiled.name, version=compiled.version, part=part, own_file=own, folder=compiled.folder
+    ) from None
 
 
 def render(compiled: CompiledTemplate, variables: Mapping[str, Any], limits: TemplateLimits) -> RenderedTemplate:

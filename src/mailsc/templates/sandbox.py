@@ -83,12 +83,27 @@ def checked_size(value: Any) -> Any:
 
 def check_printf(template: str) -> None:
     """Refuse ``%`` formatting whose width or precision would pad beyond the size limit, or comes from an argument."""
-    for match in _PRINTF_SPEC.finditer(template):
-        for number in match.groups():
-            if number == "*":
-                raise LimitExceeded("a '*' width or precision in % formatting; write the number in the template")
-            if number is not None:
-                ensure_size(int(number), "a % format width or precision")
+    widths = _printf_widths(template) if len(template) <= _CACHED_FORMAT else _parse_printf(template)
+    for width in widths:
+        if width < 0:
+            raise LimitExceeded("a '*' width or precision in % formatting; write the number in the template")
+        ensure_size(width, "a % format width or precision")
+
+
+_CACHED_FORMAT = 256  # a format string is usually a constant of the template, parsed once (long ones each time)
+
+
+def _parse_printf(template: str) -> tuple[int, ...]:
+    """The widths and precisions of ``template``'s conversions in order, -1 for a ``*``."""
+    return tuple(
+        -1 if number == "*" else int(number)
+        for match in _PRINTF_SPEC.finditer(template)
+        for number in match.groups()
+        if number is not None
+    )
+
+
+_printf_widths = functools.lru_cache(maxsize=512)(_parse_printf)
 
 
 def _check_format_spec(template: str) -> None:
