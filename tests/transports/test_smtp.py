@@ -55,6 +55,26 @@ async def test_plain_delivery_is_byte_exact(smtp_server: SmtpServer) -> None:
     assert received.data == sent.data
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"Subject: dots\r\n\r\n.\r\n..two\r\n.leading\r\nend\r\n",  # would end DATA early if not stuffed
+        b".starts with a dot\r\n\r\nbody\r\n",
+        b"Subject: no final newline\r\n\r\nbody",
+        b"Subject: bare LF and CR\n\nline one\nline two\r.\nend\n",  # not what mailsc renders; still safe
+    ],
+)
+async def test_message_bytes_arrive_intact_whatever_their_dots_and_line_ends(
+    smtp_server: SmtpServer, data: bytes
+) -> None:
+    transport = SmtpTransport(plain(smtp_server))
+    await transport.send(Envelope("app@example.com", ("a@example.org",), data, "<dots@example.com>"))
+    await transport.aclose()
+    [received] = smtp_server.received
+    normalised = b"\r\n".join(data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"))
+    assert received.data == (normalised if normalised.endswith(b"\r\n") else normalised + b"\r\n")
+
+
 async def test_starttls_verified(server_tls_context: ssl.SSLContext, ca_file: Path) -> None:
     async with SmtpServer(starttls_context=server_tls_context) as server:
         transport = secured(server, "starttls", ca_file)
