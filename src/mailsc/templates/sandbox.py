@@ -14,7 +14,9 @@ So on top of it, every place where work or size can grow calls into ``limits``:
 - the filters that pad, repeat or fill (``center``, ``indent``, ``format``, ``wordwrap``, ``join``, ``replace``,
   ``batch``, ``slice``, ``sum``) are replaced by checked versions, and every filter's result is size-checked;
 - ``range()`` is capped, ``lipsum()`` is gone, and constant folding at compile time is off (it would run filters
-  before any budget exists).
+  before any budget exists). Jinja still folds constant output expressions
+  (``{{ "%9d"|format(1) }}``) while compiling, outside a render: they run under the default limits, and the
+  rendered-size check applies to the result.
 
 Stored templates (from the API) use ``ImmutableSandboxedEnvironment`` with no loader: no includes, no lists or
 dicts modified. File templates use the same checks in a ``SandboxedEnvironment`` with a ``FileSystemLoader`` on the
