@@ -52,6 +52,8 @@ def mask_email(address: str) -> str:
 
 def mask_emails(text: str) -> str:
     """Mask every email address inside ``text`` (and the password of any ``scheme://user:password@host`` URL)."""
+    if "@" not in text:  # both patterns need one; most log fields have none
+        return text
     text = _URL_PASSWORD.sub(rf"\1{REDACTED}@", text)
     return _EMAIL.sub(lambda match: mask_email(match.group(0)), text)
 

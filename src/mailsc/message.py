@@ -9,6 +9,7 @@ The MIME rendering lives in ``mime.py``.
 from __future__ import annotations
 
 import contextvars
+import functools
 import mimetypes
 import re
 import unicodedata
@@ -69,6 +70,18 @@ def check_header_value(value: str, what: str = "value") -> str:
     return value
 
 
+@functools.lru_cache(maxsize=4096)
+def _validated(address: str) -> tuple[str, bool] | str:
+    """``(normalised address, needs SMTPUTF8)``, or why it is invalid. A pure function (no DNS), so the answer is
+    cached: the same senders and frequent recipients come back with every message, and email-validator is a tenth
+    of the cost of accepting one."""
+    try:
+        valid = validate_email(address, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError as exc:
+        return str(exc)
+    return valid.ascii_email or valid.normalized, valid.ascii_email is None
+
+
 class Address(BaseModel):
     """An email address with an optional display name. ``email`` is normalised (IDN domains as punycode)."""
 
@@ -91,12 +104,11 @@ class Address(BaseModel):
     def _normalise(self) -> Address:
         check_header_value(self.name, "display name")
         check_header_value(self.email, "address")
-        try:
-            valid = validate_email(self.email, check_deliverability=False, allow_smtputf8=True)
-        except EmailNotValidError as exc:
-            raise ValueError(f"invalid email address {self.email!r}: {exc}") from None
-        object.__setattr__(self, "email", valid.ascii_email or valid.normalized)
-        object.__setattr__(self, "smtputf8", valid.ascii_email is None)
+        checked = _validated(self.email)
+        if isinstance(checked, str):
+            raise ValueError(f"invalid email address {self.email!r}: {checked}")
+        object.__setattr__(self, "email", checked[0])
+        object.__setattr__(self, "smtputf8", checked[1])
         object.__setattr__(self, "name", self.name.strip())
         return self
 
