@@ -60,6 +60,7 @@ from bench import (
 from bench.sink import HOST, Server, free_port, install_postfix_tools, smtp_sink
 from bench.transport import MESSAGE_SIZE, build_envelope
 from mailsc import Envelope
+from mailsc.outbox import tables
 from mailsc.outbox.engine import WRITE
 from mailsc.outbox.records import NewMessage, utcnow
 from mailsc.outbox.store import OutboxStore
@@ -70,7 +71,7 @@ T = TypeVar("T")
 CALLERS = 50
 SENDER = "app@example.com"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/mailsc_bench"
-MAILSC_TABLES = ("mailsc_events", "mailsc_messages", "mailsc_api_keys", "mailsc_alembic_version")
+MAILSC_TABLES = (*(t.name for t in reversed(tables.metadata.sorted_tables)), "mailsc_alembic_version")
 
 WORKER_TIMEOUT = 900.0
 
