@@ -53,7 +53,7 @@ def check_header_value(value: str, what: str = "value") -> str:
     """Refuse what could break out of a header: CR, LF, NUL, other control characters (tab excepted), Unicode line
     and paragraph separators, lone surrogates, and RFC 2047 encoded-words (the email package would decode
     ``=?utf-8?q?=0D=0A?=`` into a real line break after this check)."""
-    for ch in ("" if _PLAIN_ASCII.fullmatch(value) else value):  # the common case skips the per-character scan
+    for ch in "" if _PLAIN_ASCII.fullmatch(value) else value:  # the common case skips the per-character scan
         if ch in "\r\n":
             raise ValueError(f"{what} must not contain a line break (CR or LF)")
         if ch == "\x00":

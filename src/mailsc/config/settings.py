@@ -29,7 +29,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from ..errors import ConfigError, ConfigProblem, MessageError
 from ..message import DEFAULT_MAX_RECIPIENTS, DEFAULT_MAX_SIZE, Address
 from .connection import ConnectionConfig, Security, default_sender, merge_problems, validate_reporting_all
-from .transports import PROVIDER_SECRET_FIELDS, ProviderSettings, build_transport_plan, smtp_transport_url
+from .transport_plan import build_transport_plan
+from .transports import PROVIDER_SECRET_FIELDS, ProviderSettings, smtp_transport_url
 
 _SECRET_FIELDS = ("smtp_url", "smtp_password", "database_url", "api_key", *PROVIDER_SECRET_FIELDS)
 _FILE_PROBLEMS = "__mailsc_secret_file_problems__"  # carries this source's problems to Settings._validate_all
