@@ -13,8 +13,9 @@ from ..transports.base import Transport
 from ..transports.capture import CaptureTransport
 from ..transports.memory import MemoryTransport
 from ..transports.smtp import SmtpTransport
-from .smtp import OnStep, diagnose_smtp
+from .smtp import diagnose_smtp
 from .steps import Step
+from .walk import OnStep
 
 CAPTURE_DETAIL = (
     "no SMTP server or provider is configured: mail is captured for the dev inbox, not delivered. To deliver, set "
