@@ -44,6 +44,22 @@ async def test_metrics_count_what_happened(client: httpx.AsyncClient) -> None:
     assert 'mailsc_queue_depth{status="sent"} 1.0' in after
 
 
+def metric(text: str, name: str) -> float:
+    lines = [line for line in text.splitlines() if line.startswith(name + " ")]
+    return float(lines[0].split()[1]) if lines else 0.0
+
+
+async def test_a_batch_counts_only_newly_accepted_items(client: httpx.AsyncClient) -> None:
+    first = {"messages": [{**MESSAGE, "idempotency_key": "k1"}]}
+    assert (await client.post("/v1/messages/batch", json=first)).status_code == 207
+    before = metric((await client.get("/metrics")).text, "mailsc_messages_accepted_total")
+    items = [{**MESSAGE, "idempotency_key": "k1"}, {**MESSAGE, "idempotency_key": "k2"}, MESSAGE, {"to": "bad"}]
+    results = (await client.post("/v1/messages/batch", json={"messages": items})).json()["results"]
+    assert [r["status"] for r in results] == [200, 202, 202, 422]
+    after = metric((await client.get("/metrics")).text, "mailsc_messages_accepted_total")
+    assert after == before + 2  # the replay and the refused item are not counted
+
+
 async def test_openapi_describes_the_api(client: httpx.AsyncClient) -> None:
     schema = (await client.get("/openapi.json")).json()
     assert {"/v1/messages", "/v1/messages/batch", "/v1/messages/{message_id}", "/healthz", "/readyz"} <= set(

@@ -114,21 +114,13 @@ async def accept_batch(body: BatchCreate, svc: ServicesDep, _caller: Caller) -> 
     results.extend(accepted)
     results.sort(key=lambda r: r.index)
     ok = sum(1 for r in results if r.status in (200, 202))
-    metrics.record_accepted(sum(1 for r in results if r.status == 202))
     return BatchAccepted(accepted=ok, refused=len(results) - ok, results=results)
 
 
 async def _enqueue_all(svc: ServicesDep, items: list[tuple[int, BatchItem]]) -> list[BatchResult]:
     async def one(index: int, item: BatchItem) -> BatchResult:
         try:
-            result = await svc.mailer.enqueue_with_result(
-                _content(item),
-                template=item.template,
-                variables=item.variables,
-                idempotency_key=item.idempotency_key,
-                send_at=item.send_at,
-                expires_at=item.expires_at,
-            )
+            result = await _enqueue(svc, item, item.idempotency_key)  # counts it accepted unless a replay
         except (MessageError, TemplateError) as exc:
             return BatchResult(index=index, status=422, detail=str(exc), errors=exc.errors)
         except IdempotencyConflictError as exc:
