@@ -255,9 +255,10 @@ async def test_retry_a_failed_message(tmp_path: Path, page: Page) -> None:
             await expect(page.locator("#status")).to_have_text("failed")
             await expect(page.locator("#last-error")).to_contain_text("550")
             await screenshot(page, "failed")
-            await page.get_by_role("button", name="Retry").click()  # the server accepts it this time
+            async with page.expect_navigation():  # the form posts and redirects back: let that finish first
+                await page.get_by_role("button", name="Retry").click()  # the server accepts it this time
             await eventually(lambda: _status_is(served, message_id, "sent"))
-            await page.reload()
+            await page.goto(f"{served.url}/messages/{message_id}")
             await expect(page.locator("#status")).to_have_text("sent")
             await expect(page.locator("#timeline .event")).to_have_text(
                 ["queued", "attempt", "failed", "queued", "attempt", "sent"]
