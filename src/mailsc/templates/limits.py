@@ -91,13 +91,16 @@ _CLOCK_MASK = _CLOCK_EVERY - 1
 
 
 def max_size() -> int:
-    return budget().limits.max_rendered_size
+    found = _current.get()
+    return (found.limits if found is not None else _DEFAULTS).max_rendered_size
+
+
+_DEFAULTS = TemplateLimits()
 
 
 def ensure_size(size: int, what: str = "a value") -> None:
     """Refuse to build ``what`` of ``size`` characters or items when that is more than a rendered part may hold."""
-    limit = max_size()
-    if size > limit:
+    if size > (limit := max_size()):
         raise LimitExceeded(f"{what} would have {size:,} characters or items; at most {limit:,} are allowed")
 
 

@@ -32,16 +32,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from markupsafe import escape
+
+try:
+    from markupsafe._speedups import _escape_inner  # the C function behind markupsafe.escape
+except ImportError:  # pragma: no cover - markupsafe without its C extension
+    from markupsafe._native import _escape_inner
+
 from jinja2 import FileSystemLoader, StrictUndefined, filters, nodes, select_autoescape
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
-from .limits import LimitExceeded, bounded_range, ensure_size, guarded, tick
+from .limits import LimitExceeded, bounded_range, ensure_size, guarded, max_size, tick
 
 _MAX_INT_BITS = 1 << 16  # integers a template may build (about 19,700 decimal digits)
 _PRINTF_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 _NUMBER = re.compile(r"\d+")
+_DICT_ATTRIBUTES = frozenset(dir(dict))  # every attribute a dict instance has (its type's and object's)
 
 
 class _GuardedCodeGenerator(CodeGenerator):
@@ -54,6 +62,14 @@ class _GuardedCodeGenerator(CodeGenerator):
                 nodes.EnvironmentAttribute("guard_iteration"), [node.iter], [], None, None, lineno=node.lineno
             )
         super().visit_For(node, frame)
+
+    def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        if frame.eval_ctx.autoescape and not frame.eval_ctx.volatile:
+            self.write("environment.escape_output(")  # the same text as ``escape(``, as a plain str (cheaper)
+            if finalize.src is not None:
+                self.write(finalize.src)
+        else:
+            super()._output_child_pre(node, frame, finalize)
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:  # noqa: N802
         self.write("environment.checked_size(")
@@ -69,12 +85,24 @@ def _is_guard(node: nodes.Node) -> bool:
     )
 
 
+def escape_output(value: Any) -> str:
+    """What ``markupsafe.escape`` returns for a ``{{ }}`` in an autoescaped template, as a plain ``str`` for a plain
+    ``str`` (Jinja only joins the output chunks: a ``Markup`` object per chunk was a third of the escaping cost)."""
+    if type(value) is str:
+        return _escape_inner(value)
+    return escape(value)
+
+
 def _length(value: Any) -> int | None:
     return len(value) if isinstance(value, str | bytes | list | tuple | dict | set | frozenset) else None
 
 
 def checked_size(value: Any) -> Any:
     """``value`` itself, after refusing it if it is a string or collection larger than a rendered part may be."""
+    if type(value) is str:  # most values: one length against the limit
+        if len(value) > max_size():
+            ensure_size(len(value))
+        return value
     size = _length(value)
     if size is not None:
         ensure_size(size)
@@ -158,27 +186,28 @@ def _check_method(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     return args
 
 
-def _checked_filter(func: Callable[..., Any]) -> Callable[..., Any]:
-    """A filter that spends a step of the budget and has its result size-checked (Jinja's ``pass_*`` markers are
-    kept by ``functools.wraps``)."""
+def _checked_filter(
+    func: Callable[..., Any], check: Callable[..., None] | None = None, skip: int = 0
+) -> Callable[..., Any]:
+    """A filter that spends a step of the budget, runs ``check`` first on its arguments (after the ``skip`` context
+    arguments Jinja passes) when it has one, and has its result size-checked (Jinja's ``pass_*`` markers are kept
+    by ``functools.wraps``)."""
+    if check is None:
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            tick()
+            return checked_size(func(*args, **kwargs))
+
+        return wrapper
 
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def checked(*args: Any, **kwargs: Any) -> Any:
         tick()
+        check(*args[skip:], **kwargs)
         return checked_size(func(*args, **kwargs))
 
-    return wrapper
-
-
-def _pre_checked(func: Callable[..., Any], check: Callable[..., None], skip: int = 0) -> Callable[..., Any]:
-    """``func`` with ``check`` run first on its arguments (after the ``skip`` context arguments Jinja passes)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        check(*args[skip:], **kwargs)
-        return func(*args, **kwargs)
-
-    return wrapper
+    return checked
 
 
 def _center(value: Any, width: int = 80) -> None:
@@ -239,18 +268,25 @@ def _join_filter(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _bounded_filters(defaults: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
-    checked = {
-        "center": _pre_checked(filters.do_center, _center),
-        "indent": _pre_checked(filters.do_indent, _indent),
-        "format": _pre_checked(filters.do_format, _format),
-        "wordwrap": _pre_checked(filters.do_wordwrap, _wordwrap, skip=1),
-        "join": _join_filter(filters.sync_do_join),
-        "replace": _pre_checked(filters.do_replace, _replace, skip=1),
-        "batch": _pre_checked(filters.do_batch, _fill),
-        "slice": _pre_checked(filters.sync_do_slice, _fill),
-        "sum": _pre_checked(filters.sync_do_sum, _sum, skip=1),
+    checks: dict[str, tuple[Callable[..., Any], Callable[..., None], int]] = {
+        "center": (filters.do_center, _center, 0),
+        "indent": (filters.do_indent, _indent, 0),
+        "format": (filters.do_format, _format, 0),
+        "wordwrap": (filters.do_wordwrap, _wordwrap, 1),
+        "replace": (filters.do_replace, _replace, 1),
+        "batch": (filters.do_batch, _fill, 0),
+        "slice": (filters.sync_do_slice, _fill, 0),
+        "sum": (filters.sync_do_sum, _sum, 1),
     }
-    return {name: _checked_filter(checked.get(name, func)) for name, func in defaults.items()}
+    bounded = {}
+    for name, func in defaults.items():
+        if name in checks:
+            bounded[name] = _checked_filter(*checks[name])
+        elif name == "join":
+            bounded[name] = _checked_filter(_join_filter(filters.sync_do_join))
+        else:
+            bounded[name] = _checked_filter(func)
+    return bounded
 
 
 class _BoundedMixin:
@@ -267,6 +303,7 @@ class _BoundedMixin:
         env.filters = _bounded_filters(env.filters)
         env.guard_iteration = guarded
         env.checked_size = checked_size
+        env.escape_output = escape_output
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         tick()
@@ -285,6 +322,19 @@ class _BoundedMixin:
             if sizes[0] is not None and sizes[1] is not None:
                 ensure_size(sizes[0] + sizes[1], "a concatenated string or list")
         return checked_size(self.binop_table[operator](left, right))
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """``obj.attribute`` as the sandbox resolves it, with a shortcut for the common case of a JSON object's key
+        (``line.title``): Jinja tries ``getattr`` first and only looks the key up after an ``AttributeError``, which
+        costs more than the rest of the lookup. A plain ``dict`` has no attribute outside ``dir(dict)``, so for any
+        other name that ``getattr`` is known to fail and the key is what Jinja would return; everything else (a
+        missing key, a dict method, any other type) goes the sandbox's own way."""
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)  # type: ignore[misc]
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's
         tick()
