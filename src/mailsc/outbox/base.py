@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from importlib import resources
 from typing import TypeVar
 
@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlch
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..errors import OutboxError, OutboxUnavailableError
-from .engine import WRITE, create_sqlite_writer
+from .engine import WRITE, WriterLock, create_sqlite_writer
 
 CHANNEL = "mailsc_wakeup"
 T = TypeVar("T")
@@ -48,8 +48,10 @@ class OutboxBase:
         self.dialect = engine.dialect.name
         self._writer: Engine | None = None
         self._writer_thread: ThreadPoolExecutor | None = None
+        self._writer_lock: WriterLock | None = None
         if self.dialect == "sqlite":
             self._writer = create_sqlite_writer(engine, synchronous=sqlite_synchronous)
+            self._writer_lock = WriterLock.beside(engine.url.database)
             # SQLite has one writer. Queue this process's writers here: waiting inside SQLite's busy handler sleeps
             # in steps of up to 100 ms, which turned a 1 ms transaction into 20 ms under contention.
             self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailsc-sqlite-writer")
@@ -59,6 +61,8 @@ class OutboxBase:
             writer_thread, self._writer_thread = self._writer_thread, None
             await asyncio.get_running_loop().run_in_executor(writer_thread, self._writer.dispose)
             writer_thread.shutdown(wait=False)  # idle now: its last job just ran
+            if self._writer_lock is not None:
+                self._writer_lock.close()
         await self.engine.dispose()
 
     async def migrate(self) -> None:
@@ -84,7 +88,7 @@ class OutboxBase:
             if self._writer_thread is None:
                 raise OutboxUnavailableError("the outbox is closed")
             return await asyncio.get_running_loop().run_in_executor(
-                self._writer_thread, _in_transaction, self._writer, work
+                self._writer_thread, _in_transaction, self._writer, self._writer_lock, work
             )
         except IntegrityError:
             raise
@@ -109,9 +113,10 @@ class OutboxBase:
             await conn.execute(text("SELECT 1"))
 
 
-def _in_transaction(writer: Engine, work: Callable[[Connection], T]) -> T:
-    """In the writer thread: one connection, one ``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on an error)."""
-    with writer.connect() as conn:
+def _in_transaction(writer: Engine, lock: WriterLock | None, work: Callable[[Connection], T]) -> T:
+    """In the writer thread: one connection, one ``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on an error),
+    inside the file's cross-process writer lock."""
+    with lock or nullcontext(), writer.connect() as conn:
         conn = conn.execution_options(**WRITE)
         with conn.begin():
             return work(conn)
