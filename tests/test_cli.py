@@ -279,8 +279,8 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
     calls: list[dict[str, Any]] = []
 
-    def create_app(settings: Settings, *, run_worker: bool = True) -> str:
-        calls.append({"settings": settings, "run_worker": run_worker})
+    def create_app(settings: Settings, *, run_worker: bool = True, freeze_heap: bool = False) -> str:
+        calls.append({"settings": settings, "run_worker": run_worker, "freeze_heap": freeze_heap})
         return "the app"
 
     def fake_run(app: object, **options: Any) -> None:
@@ -328,6 +328,7 @@ def test_serve_defaults_to_loopback_from_settings(
     assert run("serve").exit_code == 0
     created, started = served
     assert created["run_worker"] is True
+    assert created["freeze_heap"] is True  # serve owns its process
     assert (started["host"], started["port"]) == ("127.0.0.1", 8025)
     monkeypatch.setenv("MAILSC_HOST", "::1")
     monkeypatch.setenv("MAILSC_PORT", "8100")

@@ -14,6 +14,7 @@ from .. import __version__
 from ..config import Settings
 from ..mailer import Mailer
 from ..outbox.store import OutboxStore
+from ..process import freeze_startup_heap
 from ..web import install as install_web
 from . import problems
 from .deps import Services
@@ -23,9 +24,11 @@ from .routes import health, messages, templates
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
+def create_app(settings: Settings, *, run_worker: bool = True, freeze_heap: bool = False) -> FastAPI:
     """The mailsc HTTP service. ``run_worker`` delivers from inside this process (``mailsc serve``); without it
-    the API only accepts, and ``mailsc worker`` processes deliver."""
+    the API only accepts, and ``mailsc worker`` processes deliver. ``freeze_heap``: the app owns its process
+    (``mailsc serve``), so once started it takes its long-lived objects out of the garbage collector's full
+    passes (``mailsc.process.freeze_startup_heap``)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -35,6 +38,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         if run_worker:
             await mailer.start_worker()
         reloads = _reload_on_sighup(mailer)
+        if freeze_heap:
+            freeze_startup_heap()
         logger.info("service.started", extra={"worker": run_worker, "transport": mailer.transport.name})
         try:
             yield

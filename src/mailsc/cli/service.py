@@ -15,6 +15,7 @@ import typer
 from ..config import is_loopback
 from ..delivery.worker import Worker
 from ..mailer import Mailer
+from ..process import freeze_startup_heap
 from .common import EXIT_FAILED, EXIT_USAGE, _configure_logging, _errors, _fail, _on_store, _settings
 
 
@@ -84,7 +85,7 @@ def serve(
         uvicorn.run(f"{__name__}:app_from_environment", factory=True, workers=processes, **options)
         return
     with _errors():
-        service = create_app(settings, run_worker=not no_worker)
+        service = create_app(settings, run_worker=not no_worker, freeze_heap=True)
     uvicorn.run(service, **options)
 
 
@@ -97,7 +98,7 @@ def app_from_environment() -> Any:  # a FastAPI app (fastapi is imported only un
 
     settings = _settings()
     _configure_logging(settings)
-    return create_app(settings, run_worker=os.environ.get(_RUN_WORKER, "1") == "1")
+    return create_app(settings, run_worker=os.environ.get(_RUN_WORKER, "1") == "1", freeze_heap=True)
 
 
 def worker(
@@ -137,6 +138,7 @@ def worker(
 
             mailer.attach_worker(delivery)  # so a reload switches this worker's transport too
             loop.add_signal_handler(signal.SIGHUP, reload)
+            freeze_startup_heap()
             await delivery.run(burst=burst)
         finally:
             await mailer.aclose()
