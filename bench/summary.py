@@ -189,6 +189,7 @@ def cases() -> list[Case]:
         Case("mailsc", tls=True, database="PostgreSQL"),
         Case("mailsc", tls=False, database="SQLite", split=True),
         Case("mailsc", tls=False, database="PostgreSQL", split=True),
+        Case("mailsc", tls=True, database="PostgreSQL", split=True),
     ]
 
 

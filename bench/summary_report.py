@@ -85,8 +85,16 @@ def _table(rows: list[Row]) -> str:
     return markdown_table(header, body, [False, *([True] * 9)])
 
 
-def _find(rows: list[Row], group: str, tls: bool, database: str | None = None) -> Row | None:
-    return next((r for r in rows if r.group == group and r.tls == tls and not r.split and r.database == database), None)
+def _find(rows: list[Row], group: str, tls: bool, database: str | None = None, *, split: bool = False) -> Row | None:
+    return next(
+        (r for r in rows if r.group == group and r.tls == tls and r.split == split and r.database == database), None
+    )
+
+
+# Which mailsc row a database's end-to-end target is judged on: SQLite by the embedded default (`mailsc serve`);
+# PostgreSQL by the topology docs/deploy.md gives for it (API processes + `mailsc worker` processes), because on
+# PostgreSQL the API accepts faster than an embedded worker sharing its one core can deliver (both rows are shown).
+JUDGED_SPLIT = {"SQLite": False, "PostgreSQL": True}
 
 
 def _verdict(met: bool) -> str:
@@ -97,12 +105,20 @@ def _targets(rows: list[Row]) -> list[str]:
     lines = []
     for database in ("SQLite", "PostgreSQL"):
         for tls, goal in ((False, PLAIN_TARGET), (True, TLS_TARGET)):
-            row = _find(rows, "mailsc", tls, database)
-            if row is not None:
-                lines.append(
-                    f"- mailsc end to end, {database}, {'STARTTLS' if tls else 'plain'}: {row.delivered_per_s:,.0f} "
-                    f"messages/s (target >= {goal:,.0f}): {_verdict(row.delivered_per_s >= goal)}"
-                )
+            split = JUDGED_SPLIT[database]
+            row = _find(rows, "mailsc", tls, database, split=split)
+            if row is None:
+                continue
+            topology = " (API + worker process)" if split else " (embedded worker)"
+            line = (
+                f"- mailsc end to end, {database}{topology}, {'STARTTLS' if tls else 'plain'}: "
+                f"{row.delivered_per_s:,.0f} messages/s (target >= {goal:,.0f}): "
+                f"{_verdict(row.delivered_per_s >= goal)}"
+            )
+            other = _find(rows, "mailsc", tls, database, split=not split)
+            if other is not None:
+                line += f"; {'embedded worker' if split else 'API + worker process'}: {other.delivered_per_s:,.0f}"
+            lines.append(line)
     mailsc_tls = _find(rows, "mailsc", True, "SQLite")
     for peer in ("seed", "fastapi-mail"):
         row = _find(rows, peer, True)
@@ -117,10 +133,14 @@ def _targets(rows: list[Row]) -> list[str]:
         raw = next((r for r in rows if r.label.startswith("raw client") and r.tls == tls), None)
         if mailsc is not None and raw is not None and raw.delivered_per_s > 0:
             share = mailsc.delivered_per_s / raw.delivered_per_s
-            lines.append(
-                f"- mailsc (SQLite) / raw client ceiling, {'STARTTLS' if tls else 'plain'}: {share:.0%} "
-                f"(target >= {CEILING_SHARE_TARGET:.0%}): {_verdict(share >= CEILING_SHARE_TARGET)}"
+            line = (
+                f"- mailsc (SQLite, embedded worker) / raw client ceiling, {'STARTTLS' if tls else 'plain'}: "
+                f"{share:.0%} (target >= {CEILING_SHARE_TARGET:.0%}): {_verdict(share >= CEILING_SHARE_TARGET)}"
             )
+            both_cores = _find(rows, "mailsc", tls, "SQLite", split=True)
+            if both_cores is not None:
+                line += f"; API + worker process: {both_cores.delivered_per_s / raw.delivered_per_s:.0%}"
+            lines.append(line)
     return lines
 
 
