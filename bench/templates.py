@@ -7,17 +7,13 @@ so one is derived from the HTML. Per message, each stage on its own clock, in on
 - **render**: the three parts through the bounded sandbox (``StoredTemplates.render`` minus the two stages below:
   Jinja2 with the loop/size/time checks, compiled template from the cache);
 - **inline CSS**: ``css-inline`` on the rendered HTML;
-- **text part**: what ``StoredTemplates.render`` does for it: the text template derived from the HTML source when
-  the version was compiled (``templates/derived.py``) rendered with the message's variables and finished
-  (whitespace, links), falling back to ``html_to_text`` on the rendered HTML when a template or a message is
-  outside the derivable subset (this receipt is inside it);
+- **text part**: ``html_to_text`` on the rendered HTML;
 - **Message**: ``message_from_template`` (validation of the fields and bodies);
 - **MIME**: ``mailsc.render`` to the bytes stored in the outbox.
 
 Every message gets other variables (name, order number, lines). The first render of a version compiles it (shown
-apart: compiling the three parts and deriving and compiling the text template); every later one uses the cache.
-``python -m bench.templates`` runs it alone and writes the ``## Templates`` section of docs/benchmarks.md
-(``BENCH_QUICK=1``: fewer messages, prints only).
+apart); every later one uses the cache. ``python -m bench.templates`` runs it alone and writes the ``## Templates``
+section of docs/benchmarks.md (``BENCH_QUICK=1``: fewer messages, prints only).
 """
 
 from __future__ import annotations
@@ -30,7 +26,7 @@ from typing import Any
 from bench import Section, Settings, machine_line, markdown_table, package_version, wait_until_quiet, write_section
 from mailsc.mime import render as render_mime
 from mailsc.templates import RenderedTemplate, StoredTemplates, emailhtml, limits, message_from_template
-from mailsc.templates.render import derived_text, render_part
+from mailsc.templates.render import render_part
 
 TARGET_US = 300.0
 LINES = 55  # order lines: about 10 KB of rendered HTML
@@ -132,9 +128,7 @@ def measure(count: int) -> tuple[dict[str, list[float]], float, int, int]:
         finally:
             limits.finish(token)
         t1 = clock()
-        text = derived_text(compiled, values, parts["html"], templates.limits)
-        if text is None:
-            text = emailhtml.text_from_html(parts["html"])
+        text = emailhtml.text_from_html(parts["html"])
         t2 = clock()
         html = emailhtml.inline_css(parts["html"])
         t3 = clock()
@@ -149,12 +143,7 @@ def measure(count: int) -> tuple[dict[str, list[float]], float, int, int]:
 
 
 def report(
-    stages: dict[str, list[float]],
-    compile_us: float,
-    html_size: int,
-    mime_size: int,
-    settings: Settings,
-    derived: bool = True,
+    stages: dict[str, list[float]], compile_us: float, html_size: int, mime_size: int, settings: Settings
 ) -> str:
     count = len(stages["total"])
     total = statistics.median(stages["total"])
@@ -177,9 +166,8 @@ def report(
             f"- Template: a stored receipt, {len(HTML):,} characters of source, {html_size:,} characters of HTML once "
             f"rendered ({LINES} order lines), no text part; {mime_size:,}-byte MIME message. {count:,} messages, each "
             "with its own variables; one process, one message at a time.",
-            f"- First render of the version (compiling it into the cache, text template derived): {compile_us:,.0f} "
-            f"µs; every later one uses the compiled template. Text part from the derived text template: "
-            f"{'yes' if derived else 'no (html_to_text)'}.",
+            f"- First render of the version (compiling it into the cache): {compile_us:,.0f} µs; every later one "
+            "uses the compiled template.",
             "",
             table,
             "",
@@ -194,9 +182,7 @@ def run(settings: Settings) -> Section:
     wait_until_quiet(settings.quiet_timeout)
     measure(50)  # warm up: imports, caches, the allocator
     stages, compile_us, html_size, mime_size = measure(count)
-    probe = StoredTemplates()
-    derived = probe.compiled(_Source("receipt", 1, "s", HTML, None)).derived_text is not None
-    return Section("Templates", report(stages, compile_us, html_size, mime_size, settings, derived))
+    return Section("Templates", report(stages, compile_us, html_size, mime_size, settings))
 
 
 if __name__ == "__main__":

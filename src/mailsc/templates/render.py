@@ -13,7 +13,6 @@ from jinja2 import nodes
 
 from ..errors import TemplateError
 from . import limits as budget
-from .derived import DerivedTextEnvironment, compile_derived, finish_text, has_marks, plain_data
 from .emailhtml import inline_css, text_from_html
 from .failures import translate
 from .limits import LimitExceeded, TemplateLimits
@@ -59,7 +58,6 @@ class CompiledTemplate:
     parts: dict[str, jinja2.Template]
     files: dict[str, str] = field(default_factory=dict)  # part -> its template file name, for error messages
     folder: Path | None = None
-    derived_text: jinja2.Template | None = None  # the text part derived from the HTML source (derived.py)
 
 
 def check_sources(name: str, version: int | None, sources: Mapping[str, str | None], limits: TemplateLimits) -> None:
@@ -82,15 +80,9 @@ _REFERENCES = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)
 
 
 def compile_source(
-    env: jinja2.Environment,
-    name: str,
-    version: int | None,
-    sources: Mapping[str, str | None],
-    limits: TemplateLimits,
-    derived_env: DerivedTextEnvironment | None = None,
+    env: jinja2.Environment, name: str, version: int | None, sources: Mapping[str, str | None], limits: TemplateLimits
 ) -> CompiledTemplate:
-    """Compile a stored template's parts (no includes or inheritance: a stored template stands alone). With
-    ``derived_env``, an HTML part without a text part also gets its text template derived (``derived.py``)."""
+    """Compile a stored template's parts (no includes or inheritance: a stored template stands alone)."""
     check_sources(name, version, sources, limits)
     parts: dict[str, jinja2.Template] = {}
     files: dict[str, str] = {}
@@ -115,11 +107,7 @@ def compile_source(
             raise
         except Exception as exc:
             raise translate(exc, template=name, version=version, part=part, own_file=filename) from None
-    html = sources.get("html")
-    derived = None
-    if derived_env is not None and html is not None and sources.get("text") is None:
-        derived = compile_derived(html, env, derived_env, name)
-    return CompiledTemplate(name, version, parts, files, derived_text=derived)
+    return CompiledTemplate(name, version, parts, files)
 
 
 def render_part(compiled: CompiledTemplate, part: str, variables: Mapping[str, Any], limit: int) -> str:
@@ -150,27 +138,6 @@ def render_part(compiled: CompiledTemplate, part: str, variables: Mapping[str, A
     ) from None
 
 
-def derived_text(
-    compiled: CompiledTemplate, variables: Mapping[str, Any], html: str, limits: TemplateLimits
-) -> str | None:
-    """The text part from the derived text template, or ``None`` when there is none or this message's values rule it
-    out (any failure: the HTML part rendered with the same values, so the text is then derived from it as before).
-    It runs on a budget of its own: it repeats the HTML part's loops, which must not count twice."""
-    template = compiled.derived_text
-    if template is None or has_marks(html) or not plain_data(variables):
-        return None
-    token = budget.start(limits)
-    try:
-        output = "".join(template.root_render_func(template.new_context(dict(variables))))
-    except Exception:  # NotDerivable, or anything else: the text is derived from the HTML instead
-        return None
-    finally:
-        budget.finish(token)
-    if len(output) > 2 * limits.max_rendered_size:  # about the HTML's size, which passed the limit
-        return None
-    return finish_text(output)
-
-
 def render(compiled: CompiledTemplate, variables: Mapping[str, Any], limits: TemplateLimits) -> RenderedTemplate:
     """Render every part of ``compiled`` with ``variables`` within one budget; the HTML gets its CSS inlined, and a
     text part is derived from it when the template has none. Raises ``TemplateError``."""
@@ -191,9 +158,7 @@ def render(compiled: CompiledTemplate, variables: Mapping[str, Any], limits: Tem
     text = rendered.get("text")
     if html is not None:
         if text is None:
-            text = derived_text(compiled, variables, html, limits)
-            if text is None:
-                text = text_from_html(html)
+            text = text_from_html(html)
         try:
             html = inline_css(html)
         except TemplateError as exc:

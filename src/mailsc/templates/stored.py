@@ -6,7 +6,6 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from .derived import DerivedTextEnvironment
 from .limits import TemplateLimits
 from .render import CompiledTemplate, RenderedTemplate, TemplateSource, compile_source, render
 from .sandbox import StoredTemplateEnvironment
@@ -21,7 +20,6 @@ class StoredTemplates:
     def __init__(self, limits: TemplateLimits | None = None, *, cache_size: int = CACHE_SIZE) -> None:
         self.limits = limits or TemplateLimits()
         self.environment = StoredTemplateEnvironment()
-        self.derived_environment = DerivedTextEnvironment()
         self._cache: OrderedDict[tuple[str, int], CompiledTemplate] = OrderedDict()
         self._cache_size = cache_size
 
@@ -37,9 +35,7 @@ class StoredTemplates:
             self._cache.move_to_end(key)
             return found
         sources = {"subject": source.subject, "html": source.html, "text": source.text}
-        compiled = compile_source(
-            self.environment, source.name, source.version, sources, self.limits, self.derived_environment
-        )
+        compiled = compile_source(self.environment, source.name, source.version, sources, self.limits)
         for older in [k for k in self._cache if k[0] == source.name and k[1] < source.version]:
             del self._cache[older]
         self._cache[key] = compiled
