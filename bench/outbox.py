@@ -125,8 +125,8 @@ class WorkerConfig:
         return f"`--concurrency {self.concurrency}`, pool {self.pool_size}"
 
 
-DEFAULT_WORKER = WorkerConfig(32, 4)  # `mailsc worker`'s defaults (its claim batch size is fixed at 100)
-WIDE_WORKER = WorkerConfig(256, 8)  # more sends in flight: bigger claim and outcome batches, more connections
+DEFAULT_WORKER = WorkerConfig(256, 4)  # `mailsc worker`'s defaults (and its claim batch of 200)
+WIDE_WORKER = WorkerConfig(256, 8)  # the same with twice the SMTP connections
 
 
 # -- CPU accounting --------------------------------------------------------------------------------------------

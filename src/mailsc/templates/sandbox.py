@@ -34,10 +34,13 @@ from typing import Any
 
 from markupsafe import escape
 
-try:
-    from markupsafe._speedups import _escape_inner  # the C function behind markupsafe.escape
-except ImportError:  # pragma: no cover - markupsafe without its C extension
-    from markupsafe._native import _escape_inner
+try:  # markupsafe's private C function behind ``escape``; its public ``escape`` if a release moves it
+    from markupsafe._speedups import _escape_inner
+except ImportError:  # pragma: no cover - markupsafe without its C extension, or another layout
+
+    def _escape_inner(s: str, /) -> str:
+        return str(escape(s))
+
 
 from jinja2 import FileSystemLoader, StrictUndefined, filters, nodes, select_autoescape
 from jinja2.compiler import CodeGenerator, Frame
