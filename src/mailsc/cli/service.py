@@ -107,14 +107,33 @@ def worker(
     batch_size: Annotated[int, typer.Option(min=1, help="most messages one claim takes")] = 200,
     lease_seconds: Annotated[float, typer.Option(min=1, help="how long a claim holds a message")] = 300.0,
     grace: Annotated[float, typer.Option(min=0, help="seconds to finish in-flight sends on SIGTERM")] = 30.0,
+    status_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="serve /healthz, /readyz and /metrics for this worker on this port",
+            show_default=False,
+        ),
+    ] = None,
+    status_host: Annotated[str, typer.Option(help="address for --status-port")] = "127.0.0.1",
 ) -> None:
-    """Run the delivery worker: claim due messages from the outbox and send them. SIGTERM drains and stops."""
+    """Run the delivery worker: claim due messages from the outbox and send them. SIGTERM drains and stops.
+
+    `--status-port` gives the worker the API's health routes: its own delivery metrics for Prometheus, and a
+    readiness probe that fails while its transport is paused (a broken SMTP setup)."""
     settings = _settings()
     _configure_logging(settings)
+    status_socket = None
+    if status_port is not None:
+        from ..api.status import bind  # the HTTP stack loads only when asked for
+
+        with _errors():
+            status_socket = bind(status_host, status_port)
 
     async def _run() -> int:
-
         mailer = Mailer.from_env(settings)
+        status = None
         try:
             store = await mailer.outbox_store()
             delivery = Worker(
@@ -138,9 +157,16 @@ def worker(
 
             mailer.attach_worker(delivery)  # so a reload switches this worker's transport too
             loop.add_signal_handler(signal.SIGHUP, reload)
+            if status_socket is not None:
+                from ..api.status import StatusServer, create_status_app
+
+                status = StatusServer(create_status_app(settings, mailer, store), status_socket)
+                status.start()
             freeze_startup_heap()
             await delivery.run(burst=burst)
         finally:
+            if status is not None:
+                await status.stop()
             await mailer.aclose()
         return delivery.sent
 
