@@ -115,4 +115,3 @@ class WriterLock:
 
     def close(self) -> None:
         os.close(self._fd)
-
