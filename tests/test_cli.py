@@ -279,8 +279,11 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
     calls: list[dict[str, Any]] = []
 
-    def create_app(settings: Settings, *, run_worker: bool = True, freeze_heap: bool = False) -> str:
-        calls.append({"settings": settings, "run_worker": run_worker, "freeze_heap": freeze_heap})
+    def create_app(
+        settings: Settings, *, run_worker: bool = True, worker_process: bool = False, freeze_heap: bool = False
+    ) -> str:
+        calls.append({"settings": settings, "run_worker": run_worker})
+        calls[-1].update(worker_process=worker_process, freeze_heap=freeze_heap)
         return "the app"
 
     def fake_run(app: object, **options: Any) -> None:
@@ -335,6 +338,24 @@ def test_serve_defaults_to_loopback_from_settings(
     served.clear()
     assert run("serve").exit_code == 0
     assert (served[1]["host"], served[1]["port"]) == ("::1", 8100)
+
+
+@pytest.mark.parametrize(("cores", "expected"), [({0}, False), ({0, 1}, True), ({0, 1, 2, 3}, True)])
+def test_serve_delivers_from_a_worker_process_when_it_has_two_cores(
+    served: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, cores: set[int], expected: bool
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: cores)  # e.g. a container's cpuset
+    assert run("serve").exit_code == 0
+    assert served[0]["worker_process"] is expected
+    served.clear()
+    assert run("serve", "--embedded-worker").exit_code == 0
+    assert served[0]["worker_process"] is False
+
+
+def test_serve_refuses_a_worker_process_with_several_processes(served: list[dict[str, Any]]) -> None:
+    message = one_line_error(run("serve", "--processes", "2", "--worker-process"), 2)
+    assert "--worker-process needs --processes 1" in message
+    assert served == []
 
 
 def test_serve_builds_the_real_app(monkeypatch: pytest.MonkeyPatch) -> None:

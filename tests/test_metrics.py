@@ -144,3 +144,52 @@ async def test_the_worker_records_outcomes_send_durations_and_latency(smtp_serve
         "mailsc_smtp_transaction_seconds_count": 3,
     }
     assert 0 < sample("mailsc_delivery_latency_seconds_sum") - latency_sum < 60
+
+
+def merged_sample(text: str, name: str, **labels: str) -> float | None:
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == name and found.labels == labels:
+                return float(found.value)
+    return None
+
+
+def test_a_worker_process_exposition_merges_into_one_set_of_series() -> None:
+    record_accepted(3)
+    set_queue_depth({"queued": 7})
+    own_accepted, own_sent = sample("mailsc_messages_accepted_total"), sample("mailsc_messages_sent_total")
+    own_smtp_count = sample("mailsc_smtp_transaction_seconds_count")
+    worker = "\n".join(
+        [
+            "# HELP mailsc_messages_sent_total Messages delivered to the transport.",
+            "# TYPE mailsc_messages_sent_total counter",
+            "mailsc_messages_sent_total 5.0",
+            "# HELP mailsc_messages_sent_created Messages delivered to the transport.",
+            "# TYPE mailsc_messages_sent_created gauge",
+            "mailsc_messages_sent_created 1.0",
+            "# HELP mailsc_smtp_transaction_seconds Duration of one send through the transport, successful or not.",
+            "# TYPE mailsc_smtp_transaction_seconds histogram",
+            'mailsc_smtp_transaction_seconds_bucket{le="0.005"} 2.0',
+            'mailsc_smtp_transaction_seconds_bucket{le="+Inf"} 5.0',
+            "mailsc_smtp_transaction_seconds_count 5.0",
+            "mailsc_smtp_transaction_seconds_sum 0.02",
+            "# HELP mailsc_queue_depth Messages in the outbox by status.",
+            "# TYPE mailsc_queue_depth gauge",
+            'mailsc_queue_depth{status="queued"} 6.0',
+            "# HELP mailsc_only_in_the_worker A family this process does not have.",
+            "# TYPE mailsc_only_in_the_worker gauge",
+            "mailsc_only_in_the_worker 1.0",
+            "",
+        ]
+    )
+    text = render(worker)[0].decode()
+    assert merged_sample(text, "mailsc_messages_sent_total") == own_sent + 5  # counters add up
+    assert merged_sample(text, "mailsc_messages_accepted_total") == own_accepted  # only this process accepts
+    assert merged_sample(text, "mailsc_messages_sent_created") == 1.0  # the earlier creation time
+    assert merged_sample(text, "mailsc_smtp_transaction_seconds_count") == own_smtp_count + 5
+    assert merged_sample(text, "mailsc_queue_depth", status="queued") == 6.0  # a gauge: the worker's reading
+    assert merged_sample(text, "mailsc_only_in_the_worker") == 1.0
+    assert text.count("# TYPE mailsc_messages_sent_total counter") == 1
+    assert text.splitlines().count("mailsc_messages_sent_created 1.0") == 1  # one sample line, the earlier time
+    assert render()[0].decode() != text  # the process's own registry is left as it was
+    assert sample("mailsc_messages_sent_total") == own_sent

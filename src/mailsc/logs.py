@@ -38,7 +38,9 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _FIRST_KEYS = ("timestamp", "level", "logger", "event")
 _UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 # Quietest level for chatty libraries: aiosqlite logs every statement at DEBUG, alembic its plugins at every start.
-_CHATTY_LOGGERS = {"aiosqlite": logging.INFO, "alembic": logging.WARNING}
+# httpx logs one INFO line per request: the provider transports' sends (which log their own delivery events) and
+# `mailsc serve` polling its worker process's health every 2 s.
+_CHATTY_LOGGERS = {"aiosqlite": logging.INFO, "alembic": logging.WARNING, "httpx": logging.WARNING}
 _installed: list[logging.Handler] = []
 
 

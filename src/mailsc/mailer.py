@@ -8,7 +8,7 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -77,6 +77,7 @@ class Mailer:
         self._outbox_lock = asyncio.Lock()
         self._worker: Worker | None = None
         self._worker_task: asyncio.Task[None] | None = None
+        self._wake_elsewhere: Callable[[], None] | None = None
         # Templates by name: the latest stored version (when there is an outbox), else the files of templates_dir.
         self.templates = TemplateCatalog(
             FileTemplates(templates_dir, limits=template_limits), lookup=self._stored_template
@@ -255,8 +256,7 @@ class Mailer:
                 rendered.version if rendered is not None else None,
             )
         )
-        if self._worker is not None:
-            self._worker.wake()
+        self.wake_worker()
         return result
 
     async def status(self, message_id: str) -> MessageRecord:
@@ -308,6 +308,13 @@ class Mailer:
         """Tell the background worker (if any) that mail became due, e.g. after a retry."""
         if self._worker is not None:
             self._worker.wake()
+        elif self._wake_elsewhere is not None:
+            self._wake_elsewhere()
+
+    def wake_elsewhere(self, wake: Callable[[], None]) -> None:
+        """How to wake a worker that runs in another process (``mailsc serve``'s worker process) when mail is
+        accepted here, so it does not wait for its next poll of the outbox."""
+        self._wake_elsewhere = wake
 
     async def aclose(self) -> None:
         """Stop the background worker (finishing in-flight sends), close the pool and the outbox."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 REGISTRY = CollectorRegistry()
 
@@ -103,6 +105,49 @@ def record_breaker_opened(transport: str) -> None:
     BREAKER_OPENINGS.labels(transport=transport).inc()
 
 
-def render() -> tuple[bytes, str]:
-    """The exposition text of every mailsc collector and its content type, for ``GET /metrics``."""
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+def render(worker_exposition: str | None = None) -> tuple[bytes, str]:
+    """The exposition text of every mailsc collector and its content type, for ``GET /metrics``.
+
+    ``worker_exposition``: what ``mailsc serve``'s own worker process answered on its ``/metrics``; the two are
+    served as one set of series, as one process's would be: counters and histograms added up (``_created``: the
+    earlier), gauges as the worker reports them (it holds the connections and the breaker; both read the same
+    queue depth)."""
+    if worker_exposition is None:
+        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    return generate_latest(_Merged(_merge(list(REGISTRY.collect()), worker_exposition))), CONTENT_TYPE_LATEST
+
+
+class _Merged:
+    """A registry-shaped holder of already merged families, for ``generate_latest``."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
+def _merge(own: list[Metric], exposition: str) -> list[Metric]:
+    families = {family.name: family for family in own}
+    # The text format writes a counter's or histogram's ``_created`` as a gauge family of its own: find a parsed
+    # family's home by its samples' names too.
+    by_sample = {sample.name: family for family in own for sample in family.samples}
+    for family in text_string_to_metric_families(exposition):
+        mine = families.get(family.name) or next(
+            (by_sample[s.name] for s in family.samples if s.name in by_sample), None
+        )
+        if mine is None:
+            families[family.name] = family
+            continue
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s for s in mine.samples}
+        for sample in family.samples:
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            present = samples.get(key)
+            if present is None or mine.type == "gauge":
+                samples[key] = sample
+            elif sample.name.endswith("_created"):
+                samples[key] = present._replace(value=min(present.value, sample.value))
+            else:
+                samples[key] = present._replace(value=present.value + sample.value)
+        mine.samples = list(samples.values())
+    return list(families.values())

@@ -6,32 +6,65 @@ import asyncio
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Header, Request
 
 from ..config import Settings
+from ..errors import DeliveryError
 from ..keys import hash_key, same_key
 from ..mailer import Mailer
 from ..outbox.store import OutboxStore
 from .problems import ApiError
+
+if TYPE_CHECKING:
+    from .worker_process import WorkerProcess
 
 _KEY_CACHE_SECONDS = 5.0
 # What the ``Idempotency-Key`` header's declared pattern accepts, for code that checks it without FastAPI.
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
+@dataclass(frozen=True)
+class TransportProblem:
+    """Why delivery is paused: the transport's circuit breaker is open because its setup is broken."""
+
+    transport: str
+    error: str  # the exception's class name, e.g. ``SmtpAuthError``
+    cause: str  # what went wrong
+    hint: str | None  # the fix, as ``mailsc doctor`` would give it
+    description: str  # the cause followed by its hint
+
+    @classmethod
+    def of(cls, transport: str, problem: DeliveryError) -> TransportProblem:
+        cause = str(problem.args[0]) if problem.args else type(problem).__name__
+        return cls(transport, type(problem).__name__, cause, problem.hint, str(problem))
+
+    @property
+    def detail(self) -> str:
+        return f"transport {self.transport} unavailable ({self.error}): {self.description}"
+
+
 @dataclass
 class Services:
-    """What the routes need, built once in the app's lifespan."""
+    """What the routes need, built once in the app's lifespan. ``worker_process``: the delivery worker runs in a
+    process of its own (``mailsc serve`` on a multi-core host), and reports its transport's health from there."""
 
     settings: Settings
     mailer: Mailer
     store: OutboxStore
+    worker_process: WorkerProcess | None = None
     _keys_exist_until: float = 0.0
     _keys_exist: bool = False
     _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
     _keys_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def delivery_problem(self) -> TransportProblem | None:
+        """Why delivery is paused, from the worker in this process or the worker process; None while it runs."""
+        if self.worker_process is not None:
+            return self.worker_process.problem()
+        problem = self.mailer.transport_problem()
+        return None if problem is None else TransportProblem.of(self.mailer.transport.name, problem)
 
     async def keys_required(self) -> bool:
         """True when a bootstrap key or any stored key exists (cached a few seconds)."""

@@ -72,6 +72,7 @@ class ApiError(Exception):
         title: str | None = None,
         errors: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
+        extensions: dict[str, Any] | None = None,
     ) -> None:
         self.status = status
         self.detail = detail
@@ -79,6 +80,7 @@ class ApiError(Exception):
         self.title = title
         self.errors = errors
         self.headers = headers
+        self.extensions = extensions  # RFC 9457 extension members, e.g. a paused transport's cause and hint
         super().__init__(detail)
 
 
@@ -94,6 +96,8 @@ def problem_response(request: Request | None, error: ApiError) -> JSONResponse:
     }
     if errors is not None:
         body["errors"] = errors
+    if error.extensions:
+        body.update({k: v for k, v in error.extensions.items() if k not in body})
     request_id = getattr(request.state, "request_id", None) if request is not None else None
     if request_id:
         body["request_id"] = request_id

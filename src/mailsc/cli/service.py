@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -48,12 +49,23 @@ def serve(
             help="server processes sharing the port, each with its own delivery worker (one process uses one core)",
         ),
     ] = 1,
+    worker_process: Annotated[
+        bool | None,
+        typer.Option(
+            "--worker-process/--embedded-worker",
+            help="deliver from a `mailsc worker` process this one starts and watches, or from inside this process "
+            "[default: a worker process when this host gives us two or more cores]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the HTTP API (and, unless --no-worker, a delivery worker in the same process).
 
     With no API key (MAILSC_API_KEY or `mailsc keys create`) it listens on loopback addresses only.
     `--processes N` runs N such processes on one port (uvicorn's supervisor restarts any that dies); they share
     the outbox like separate `mailsc serve` processes would.
+    On a host with two or more cores the delivery worker runs as a child process (one core each for accepting and
+    delivering); `--embedded-worker` keeps it inside the API process.
     """
     settings = _settings()
     host = host if host is not None else settings.host
@@ -65,6 +77,10 @@ def serve(
             "create one with `mailsc keys create --name NAME` (or set MAILSC_API_KEY), or listen on 127.0.0.1",
             EXIT_USAGE,
         )
+    if processes > 1 and worker_process:
+        raise _fail("--worker-process needs --processes 1 (with several, each process delivers itself)", EXIT_USAGE)
+    if worker_process is None:
+        worker_process = processes == 1 and usable_cores() >= 2
     _configure_logging(settings)
     import uvicorn  # the service's dependencies load only when serving
 
@@ -85,11 +101,19 @@ def serve(
         uvicorn.run(f"{__name__}:app_from_environment", factory=True, workers=processes, **options)
         return
     with _errors():
-        service = create_app(settings, run_worker=not no_worker, freeze_heap=True)
+        service = create_app(settings, run_worker=not no_worker, worker_process=worker_process, freeze_heap=True)
     uvicorn.run(service, **options)
 
 
 _RUN_WORKER = "MAILSC_SERVE_RUN_WORKER"  # set by `serve --processes N` for the processes it starts
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity, e.g. a container's cpuset), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def app_from_environment() -> Any:  # a FastAPI app (fastapi is imported only under api/)
@@ -117,6 +141,8 @@ def worker(
         ),
     ] = None,
     status_host: Annotated[str, typer.Option(help="address for --status-port")] = "127.0.0.1",
+    status_fd: Annotated[int | None, typer.Option(hidden=True, help="an inherited listening socket")] = None,
+    parent_pid: Annotated[int | None, typer.Option(hidden=True, help="stop when this process is gone")] = None,
 ) -> None:
     """Run the delivery worker: claim due messages from the outbox and send them. SIGTERM drains and stops.
 
@@ -125,7 +151,10 @@ def worker(
     settings = _settings()
     _configure_logging(settings)
     status_socket = None
-    if status_port is not None:
+    if status_fd is not None:  # from `mailsc serve`, which reads this worker's health through it
+        status_socket = socket.socket(fileno=status_fd)
+        status_socket.setblocking(False)
+    elif status_port is not None:
         from ..api.status import bind  # the HTTP stack loads only when asked for
 
         with _errors():
@@ -133,7 +162,7 @@ def worker(
 
     async def _run() -> int:
         mailer = Mailer.from_env(settings)
-        status = None
+        status = orphaned = None
         try:
             store = await mailer.outbox_store()
             delivery = Worker(
@@ -157,6 +186,8 @@ def worker(
 
             mailer.attach_worker(delivery)  # so a reload switches this worker's transport too
             loop.add_signal_handler(signal.SIGHUP, reload)
+            loop.add_signal_handler(signal.SIGUSR1, delivery.wake)  # new mail: look now, not at the next poll
+            orphaned = loop.create_task(_stop_when_orphaned(parent_pid, delivery)) if parent_pid else None
             if status_socket is not None:
                 from ..api.status import StatusServer, create_status_app
 
@@ -165,6 +196,8 @@ def worker(
             freeze_startup_heap()
             await delivery.run(burst=burst)
         finally:
+            if orphaned is not None:
+                orphaned.cancel()
             if status is not None:
                 await status.stop()
             await mailer.aclose()
@@ -173,6 +206,14 @@ def worker(
     with _errors(), asyncio.Runner(loop_factory=_fast_loop()) as runner:
         sent = runner.run(_run())
     typer.echo(f"worker stopped after sending {sent} messages", err=True)
+
+
+async def _stop_when_orphaned(parent_pid: int, delivery: Worker) -> None:
+    """`mailsc serve`'s worker process: stop (draining) once the API process that started it is gone, even if it
+    was SIGKILLed and could not say so."""
+    while os.getppid() == parent_pid:  # noqa: ASYNC110 - no event tells a process its parent died
+        await asyncio.sleep(1.0)
+    delivery.stop()
 
 
 def _fast_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:

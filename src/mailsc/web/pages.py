@@ -58,15 +58,14 @@ def finish(request: Request, viewer: Viewer, response: Response) -> Response:
 
 def banner(svc: Services, viewer: Viewer) -> dict[str, str] | None:
     """Why delivery is paused (the transport's circuit breaker is open), for the banner on every page."""
-    problem = svc.mailer.transport_problem()
+    problem = svc.delivery_problem()
     if problem is None:
         return None
-    cause = str(problem.args[0]) if problem.args else type(problem).__name__
     return {
-        "transport": svc.mailer.transport.name,
-        "error": type(problem).__name__,
-        "cause": mask_emails(cause) if viewer.masked else cause,
-        "hint": problem.hint,
+        "transport": problem.transport,
+        "error": problem.error,
+        "cause": mask_emails(problem.cause) if viewer.masked else problem.cause,
+        "hint": problem.hint or "",
     }
 
 

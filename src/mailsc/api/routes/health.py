@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 from fastapi import APIRouter, Response
 
@@ -12,6 +13,7 @@ from ...errors import OutboxUnavailableError
 from ..deps import ServicesDep
 from ..problems import ApiError, problem_responses
 from ..schemas import Health
+from ..worker_process import WorkerProcess
 
 router = APIRouter(tags=["health"], responses=problem_responses(503))
 
@@ -29,14 +31,17 @@ async def readyz(svc: ServicesDep) -> Health:
         await svc.store.ping()
     except OutboxUnavailableError as exc:
         raise ApiError(503, f"database: {exc}", slug="not-ready", headers={"Retry-After": "5"}) from None
+    if svc.worker_process is not None:
+        return await _worker_process_readiness(svc.worker_process)
     name = svc.mailer.transport.name
-    problem = svc.mailer.transport_problem()
+    problem = svc.delivery_problem()
     if problem is not None:
-        raise ApiError(  # str(problem) ends with its hint, the fix `mailsc doctor` would give
+        raise ApiError(  # its description ends with the hint, the fix `mailsc doctor` would give
             503,
-            f"transport {name} unavailable ({type(problem).__name__}): {problem}",
+            problem.detail,
             slug="transport-unavailable",
             headers={"Retry-After": "30"},
+            extensions={"delivery": dataclasses.asdict(problem)},
         )
     checks = {"database": "ok", "transport": name}
     transport = svc.mailer.transport
@@ -49,11 +54,40 @@ async def readyz(svc: ServicesDep) -> Health:
     return Health(status="ready", checks=checks)
 
 
+async def _worker_process_readiness(worker: WorkerProcess) -> Health:
+    """Ready as `mailsc serve`'s worker process says it is (its breaker and transport live there)."""
+    answer = await worker.readiness()
+    if answer is None:
+        raise ApiError(
+            503,
+            "the delivery worker process does not answer (mailsc serve restarts it; its exit is in the log)",
+            slug="worker-unavailable",
+            headers={"Retry-After": "5"},
+        )
+    status, body = answer
+    if status != 200:
+        slug = str(body.get("type", "")).rsplit("/", 1)[-1] or "not-ready"
+        paused = body.get("delivery")
+        raise ApiError(
+            503,
+            str(body.get("detail", "the delivery worker process is not ready")),
+            slug=slug,
+            headers={"Retry-After": "30"},
+            extensions={"delivery": paused} if isinstance(paused, dict) else None,
+        )
+    checks = {str(k): str(v) for k, v in dict(body.get("checks") or {}).items()}
+    checks["worker"] = f"process {worker.pid}"
+    return Health(status=str(body.get("status", "ready")), checks=checks)
+
+
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 async def prometheus(svc: ServicesDep) -> Response:
     """Prometheus exposition: counters, latency histograms, queue depth by status, open SMTP connections."""
     with contextlib.suppress(OutboxUnavailableError):  # the other metrics matter most when the database is down
         metrics.set_queue_depth(await svc.store.counts())
+    if svc.worker_process is not None:  # the delivery series live in the worker process: served as one set
+        body, content_type = metrics.render(await svc.worker_process.metrics())
+        return Response(body, media_type=content_type)
     connections = getattr(svc.mailer.transport, "open_connections", None)
     if isinstance(connections, int):
         metrics.set_connections_open(connections)
