@@ -5,9 +5,10 @@ Three kinds of process, each on its own, on 127.0.0.1 only:
 - **Postfix's smtp-sink** with ``-c``: it prints a running count of the messages it received, read here to count
   deliveries (the same count for both servers).
 - **The server under test**: ``python -m mailsc serve`` (uvicorn, uvloop, httptools, no access log) on a fresh
-  SQLite outbox with its embedded worker delivering to the sink, or the seed pattern (``bench/seed_app.py``:
-  FastAPI + ``BackgroundTasks`` + one ``aiosmtplib.send()`` per message) with the same uvicorn options, or, for
-  reference, that app validating the body and answering without sending (``--no-send``): the framework's ceiling.
+  SQLite outbox with its worker (a child process on this 2-core machine) delivering to the sink, or the seed
+  pattern (``bench/seed_app.py``: FastAPI + ``BackgroundTasks`` + one ``aiosmtplib.send()`` per message) with the
+  same uvicorn options, or, for reference, that app validating the body and answering without sending
+  (``--no-send``): the framework's ceiling.
 - **The load generator**: ``python -m bench.api loadgen``, a raw asyncio HTTP/1.1 client (no HTTP library in the
   way) holding ``CONNECTIONS`` keep-alive connections, each POSTing a ~2 KB JSON message and waiting for the answer
   before sending the next (a closed loop: the rate is what the server sustains). After a warm-up it measures for a
@@ -63,7 +64,7 @@ from bench.sink import HOST, Postfix, free_port, install_postfix_tools, stop
 App = Literal["mailsc", "seed", "floor"]
 APPS: tuple[App, ...] = ("mailsc", "seed", "floor")
 APP_LABELS: dict[App, str] = {
-    "mailsc": "mailsc serve (SQLite outbox + embedded worker)",
+    "mailsc": "mailsc serve (SQLite outbox + its worker process)",
     "seed": "seed pattern (BackgroundTasks + aiosmtplib.send)",
     "floor": "reference: FastAPI validating the body, sending nothing",
 }
@@ -104,18 +105,52 @@ class Plan:
         return cls(warmup=2.0, seconds=10.0, drain_limit=30.0) if quick else cls(5.0, 60.0, 120.0)
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()  # fields[0] is field 3
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes ``pid`` started, and theirs (`mailsc serve` runs its delivery worker as a child)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(_stat(int(entry.name))[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
 def _proc_cpu(pid: int) -> tuple[float, float]:
-    """User and total (user + system) CPU seconds of process ``pid``, all threads (/proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()  # fields[0] is field 3
-    user, system = int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
+    """User and total (user + system) CPU seconds of process ``pid``, all threads (/proc/PID/stat), with its
+    children: the live ones' own, and the ended ones' as the kernel added them to ``pid`` when it reaped them."""
+    fields = _stat(pid)
+    user, system = (int(fields[11]) + int(fields[13])) / CLOCK_TICKS, (int(fields[12]) + int(fields[14])) / CLOCK_TICKS
+    for child in _descendants(pid):
+        try:
+            more = _stat(child)
+        except OSError:  # ended meanwhile: counted by its parent once reaped
+            continue
+        user, system = user + int(more[11]) / CLOCK_TICKS, system + int(more[12]) / CLOCK_TICKS
     return user, user + system
 
 
 def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """VmHWM of ``pid`` and of its live children, summed."""
+    total = 0.0
+    for process in (pid, *_descendants(pid)):
+        try:
+            for line in Path(f"/proc/{process}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return total
 
 
 # -- smtp-sink with a message counter ----------------------------------------------------------------------------
@@ -798,7 +833,9 @@ def report(trials: list[Trial], settings: Settings, plan: Plan, postfix: Postfix
         "- **mailsc serve**: `python -m mailsc serve` (uvicorn, uvloop, httptools, no access log, "
         "`MAILSC_LOG_LEVEL=warning`) with `MAILSC_DATABASE_URL=sqlite:///<tmp>/outbox.db` (a fresh file) and "
         "`MAILSC_SMTP_SECURITY=none` to the sink; `POST /v1/messages` answers 202 after the row is committed, and "
-        "the embedded worker (defaults: 64 concurrent sends, SMTP pool of 4) delivers from the outbox.",
+        "its delivery worker delivers from the outbox: by default on a host with two or more cores, as here, a "
+        "`mailsc worker` child the API process starts (256 messages in flight, SMTP pool of 4); server CPU and "
+        "peak RSS are summed over both processes.",
         "- **seed pattern** (`bench/seed_app.py`): FastAPI, `POST /send` with a pydantic model (`to: EmailStr`), "
         "an `EmailMessage`, `background_tasks.add_task(aiosmtplib.send, message, hostname=..., port=...)` and "
         "200 at once; same uvicorn options. Each message is one new SMTP connection, after the response, held "
@@ -817,9 +854,10 @@ def report(trials: list[Trial], settings: Settings, plan: Plan, postfix: Postfix
         f"{IDLE_LIMIT:g} s, or {plan.drain_limit:g} s passed); **drained in** is the time to the last delivery. "
         "**Never delivered** = accepted - received by the sink at the end; **failed sends**: mailsc rows "
         "`failed`, seed tracebacks in the server log (the message is gone, the client was told 200).",
-        "- Server CPU: user + system seconds of the server process (all threads), from before the warm-up to the "
-        "end of the drain, per 1,000 accepted messages: the whole cost of accepting and delivering them. Server "
-        "cores (load): its CPU during the measured window / the window. Peak RSS: `VmHWM`. Other programs: user "
+        "- Server CPU: user + system seconds of the server process and its children (all threads), from before the "
+        "warm-up to the end of the drain, per 1,000 accepted messages: the whole cost of accepting and delivering "
+        "them. Server cores (load): its CPU during the measured window / the window. Peak RSS: `VmHWM`, summed "
+        "over the server's processes. Other programs: user "
         "CPU of everything else on the machine during the window. Each trial waits for a quiet machine first"
         + ("." if settings.quick else f" and is repeated once if other programs used {DISTURBED:g} cores or more."),
     ]

@@ -63,7 +63,7 @@ class Case:
     kind: Kind
     tls: bool
     database: Literal["SQLite", "PostgreSQL"] | None = None
-    split: bool = False  # mailsc: `serve --no-worker` + one `mailsc worker` process instead of the embedded worker
+    embedded: bool = False  # mailsc: `serve --embedded-worker` (one process) instead of its worker process
 
 
 @dataclass(frozen=True)
@@ -167,9 +167,7 @@ def server(
             if case.tls:
                 env["MAILSC_SMTP_CA_FILE"] = str(certificates.ca_file)
             serve = [str(MAILSC), "serve", "--host", HOST, "--port", str(port)]
-            started.append(_start(serve + (["--no-worker"] if case.split else []), env, log))
-            if case.split:
-                started.append(_start([str(MAILSC), "worker"], env, log))
+            started.append(_start(serve + (["--embedded-worker"] if case.embedded else []), env, log))
         elif case.kind == "seed":
             command = [sys.executable, "-m", "bench.seed_app", "--port", str(port), "--smtp-port", str(smtp_port)]
             started.append(_start([*command, "--sender", SENDER, *ca], env, log))

@@ -145,8 +145,8 @@ LABELS = {
 
 def _label(case: Case) -> str:
     label = LABELS[case.kind].format(database=case.database)
-    if case.split:
-        label += " (API + worker process)"
+    if case.embedded:
+        label += " (--embedded-worker)"
     return label + (", STARTTLS" if case.tls else "")
 
 
@@ -168,7 +168,7 @@ def http_row(case: Case, outcome: Outcome) -> Row:
         other_cores=outcome.other_cores,
         loadavg=outcome.loadavg,
         database=case.database,
-        split=case.split,
+        embedded=case.embedded,
     )
 
 
@@ -187,9 +187,8 @@ def cases() -> list[Case]:
         Case("fastapi-mail", tls=True),
         Case("mailsc", tls=False, database="PostgreSQL"),
         Case("mailsc", tls=True, database="PostgreSQL"),
-        Case("mailsc", tls=False, database="SQLite", split=True),
-        Case("mailsc", tls=False, database="PostgreSQL", split=True),
-        Case("mailsc", tls=True, database="PostgreSQL", split=True),
+        Case("mailsc", tls=False, database="SQLite", embedded=True),
+        Case("mailsc", tls=False, database="PostgreSQL", embedded=True),
     ]
 
 
