@@ -7,10 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
-from asyncio.subprocess import Process
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -18,7 +14,7 @@ import pytest
 
 from tests.delivery.test_processes import wait_until, worker_env
 from tests.smtpd import SmtpServer, closed_port
-from tests.test_serve_processes import children, free_port
+from tests.test_serve_processes import children, serving
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -43,38 +39,6 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-@asynccontextmanager
-async def serving(env: dict[str, str], cwd: Path) -> AsyncIterator[tuple[Process, httpx.AsyncClient]]:
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "mailsc",
-        "serve",
-        "--port",
-        str(port),
-        "--worker-process",
-        env=env,
-        cwd=cwd,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            for _ in range(400):
-                try:
-                    if (await client.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.05)
-            yield process, client
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-
-
 async def post(client: httpx.AsyncClient, n: int) -> str:
     answer = await client.post("/v1/messages", json={"to": f"u{n}@example.org", "subject": f"m {n}", "text": "hi"})
     assert answer.status_code == 202, answer.text
@@ -84,7 +48,7 @@ async def post(client: httpx.AsyncClient, n: int) -> str:
 async def test_the_worker_process_delivers_and_the_api_reports_it(tmp_path: Path) -> None:
     async with SmtpServer() as server:
         env = worker_env(f"sqlite:///{tmp_path / 'outbox.db'}", server)
-        async with serving(env, tmp_path) as (process, client):
+        async with serving(env, tmp_path, "--worker-process") as (process, client):
             await wait_until(lambda: len(workers(process.pid)) == 1, 30)
             (worker,) = workers(process.pid)
             await asyncio.gather(*(post(client, n) for n in range(100)))
@@ -115,7 +79,7 @@ async def test_the_worker_process_delivers_and_the_api_reports_it(tmp_path: Path
 async def test_a_dead_worker_process_is_restarted(tmp_path: Path) -> None:
     async with SmtpServer() as server:
         env = worker_env(f"sqlite:///{tmp_path / 'outbox.db'}", server)
-        async with serving(env, tmp_path) as (process, client):
+        async with serving(env, tmp_path, "--worker-process") as (process, client):
             await wait_until(lambda: len(workers(process.pid)) == 1, 30)
             (first,) = workers(process.pid)
             os.kill(first, signal.SIGKILL)
@@ -130,7 +94,7 @@ async def test_a_dead_worker_process_is_restarted(tmp_path: Path) -> None:
 async def test_the_worker_process_stops_when_the_api_process_is_killed(tmp_path: Path) -> None:
     async with SmtpServer() as server:
         env = worker_env(f"sqlite:///{tmp_path / 'outbox.db'}", server)
-        async with serving(env, tmp_path) as (process, _client):
+        async with serving(env, tmp_path, "--worker-process") as (process, _client):
             await wait_until(lambda: len(workers(process.pid)) == 1, 30)
             (worker,) = workers(process.pid)
             process.kill()  # no chance to stop its child
@@ -142,7 +106,7 @@ async def test_a_broken_setup_in_the_worker_process_shows_in_readyz_and_the_bann
     async with SmtpServer() as server:
         env = worker_env(f"sqlite:///{tmp_path / 'outbox.db'}", server)
     env["MAILSC_SMTP_PORT"] = str(await closed_port())
-    async with serving(env, tmp_path) as (_process, client):
+    async with serving(env, tmp_path, "--worker-process") as (_process, client):
         await post(client, 1)
         answer = None
         for _ in range(200):

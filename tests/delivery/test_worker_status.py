@@ -14,15 +14,9 @@ import pytest
 from mailsc.outbox import OutboxStore
 from tests.delivery.test_processes import fill, worker_env
 from tests.smtpd import SmtpServer, closed_port
+from tests.test_serve_processes import free_port
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def start(env: dict[str, str], port: int) -> asyncio.subprocess.Process:
