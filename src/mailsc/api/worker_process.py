@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 2.0
 WAKE_SECONDS = 0.005
-RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
+RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)  # after 1, 2, 3 ... failures in a row
+STABLE_SECONDS = 60.0  # a child that ran this long starts the count again
 STOP_MARGIN_SECONDS = 5.0  # on top of the worker's own --grace before SIGKILL
 
 
@@ -47,7 +48,7 @@ class WorkerProcess:
         self._supervisor: asyncio.Task[None] | None = None
         self._poller: asyncio.Task[None] | None = None
         self._ready: tuple[int, dict[str, Any]] | None = None  # the child's last /readyz: status and body
-        self.restarts = 0
+        self._started_at = 0.0
         self._woken_at = 0.0
         self._wake_pending: asyncio.TimerHandle | None = None
 
@@ -67,6 +68,7 @@ class WorkerProcess:
         command += ["--grace", str(self.grace)]
         self._child = await asyncio.create_subprocess_exec(*command, pass_fds=(fd,))
         self._ready = None
+        self._started_at = time.monotonic()
         logger.info("worker_process.started", extra={"pid": self._child.pid})
 
     async def _supervise(self) -> None:
@@ -77,6 +79,8 @@ class WorkerProcess:
             if self._stopping:
                 return
             self._ready = None
+            if time.monotonic() - self._started_at > STABLE_SECONDS:
+                failures = 0  # it had been running fine: a crash now is not part of a crash loop
             delay = RESTART_DELAYS[min(failures, len(RESTART_DELAYS) - 1)]
             logger.error(
                 "worker_process.exited", extra={"pid": self._child.pid, "code": code, "restart_in_seconds": delay}
@@ -86,7 +90,6 @@ class WorkerProcess:
             if self._stopping:
                 return
             await self._spawn()
-            self.restarts += 1
 
     async def _poll(self) -> None:
         while not self._stopping:
