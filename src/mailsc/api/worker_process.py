@@ -66,7 +66,8 @@ class WorkerProcess:
         fd = self._socket.fileno()
         command = [sys.executable, "-m", "mailsc", "worker", "--status-fd", str(fd), "--parent-pid", str(os.getpid())]
         command += ["--grace", str(self.grace)]
-        self._child = await asyncio.create_subprocess_exec(*command, pass_fds=(fd,))
+        # its own session: a Ctrl-C at a terminal reaches the API process, which then stops the child itself
+        self._child = await asyncio.create_subprocess_exec(*command, pass_fds=(fd,), start_new_session=True)
         self._ready = None
         self._started_at = time.monotonic()
         logger.info("worker_process.started", extra={"pid": self._child.pid})
