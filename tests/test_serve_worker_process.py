@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from pathlib import Path
 
 import httpx
@@ -130,3 +131,19 @@ async def test_a_broken_setup_in_the_worker_process_shows_in_readyz_and_the_bann
         assert banner["transport"] == "smtp"
         assert "refused" in banner["cause"]
         assert banner["hint"]
+
+
+async def test_reload_signals_serve_which_passes_it_on_to_its_worker_process(tmp_path: Path) -> None:
+    async with SmtpServer() as server:
+        env = worker_env(f"sqlite:///{tmp_path / 'outbox.db'}", server)
+        async with serving(env, tmp_path, "--worker-process") as (process, _client):
+            await wait_until(lambda: len(workers(process.pid)) == 1, 30)
+            (worker,) = workers(process.pid)
+            reload = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "mailsc", "reload", env=env, stdout=asyncio.subprocess.PIPE
+            )
+            out, _ = await reload.communicate()
+            assert reload.returncode == 0
+            signalled = out.decode().rsplit(":", 1)[1].replace(" ", "").strip().split(",")
+            assert str(process.pid) in signalled
+            assert str(worker) not in signalled  # serve passes SIGHUP on: one reload, not two

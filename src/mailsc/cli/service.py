@@ -235,19 +235,21 @@ def migrate() -> None:
 
 
 def _running_services() -> list[int]:
-    """Process ids of this machine's ``mailsc serve`` and ``mailsc worker`` processes (Linux ``/proc``)."""
-    found = []
+    """Process ids of this machine's ``mailsc serve`` and ``mailsc worker`` processes (Linux ``/proc``), without
+    the worker processes ``serve`` started: it passes SIGHUP on to its own."""
+    found: dict[int, int] = {}  # pid -> parent pid
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
             continue
         words = [Path(a.decode(errors="replace")).name for a in argv if a]
         if any(w == "mailsc" or w.startswith("mailsc") for w in words) and {"serve", "worker"} & set(words):
-            found.append(int(entry.name))
-    return sorted(found)
+            found[int(entry.name)] = parent
+    return sorted(pid for pid, parent in found.items() if parent not in found)
 
 
 def reload(
