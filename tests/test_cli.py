@@ -69,7 +69,7 @@ def logging_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Settings, bool]
     """configure_logging replaces the root handlers with one bound to the runner's stream: record the calls."""
     calls: list[tuple[Settings, bool]] = []
 
-    def record(settings: Settings, *, interactive: bool = False) -> None:
+    def record(settings: Settings, *, interactive: bool = False, rotate: bool = True) -> None:
         calls.append((settings, interactive))
 
     for module in (service, send, send_bulk):  # the commands that configure logging
@@ -182,7 +182,7 @@ def test_interactive_commands_log_warnings_in_the_console_view_unless_told_other
     import mailsc.logs
 
     configured: list[Settings] = []
-    monkeypatch.setattr(mailsc.logs, "configure_logging", configured.append)
+    monkeypatch.setattr(mailsc.logs, "configure_logging", lambda settings, **_options: configured.append(settings))
     monkeypatch.setenv("MAILSC_SMTP_HOST", "127.0.0.1")
     _configure_logging(Settings(), interactive=True)
     _configure_logging(Settings())

@@ -147,6 +147,22 @@ def test_the_log_file_gets_json_lines_and_rotates(tmp_path: Path) -> None:
     assert "message_id=msg_1" in stream.getvalue()  # the stream keeps the console view
 
 
+def test_a_process_that_does_not_rotate_follows_the_file_another_rotated(tmp_path: Path) -> None:
+    """`mailsc serve` rotates the log file; its worker process only appends, and after a rotation writes to the new
+    file, not into the rotated one (nor rotates it a second time)."""
+    path = tmp_path / "mailsc.log"
+    configure_logging(settings(log_file=path), stream=io.StringIO(), rotate=False)
+    logger = logging.getLogger(WORKER_LOGGER)
+    logger.info("delivery.sent", extra={"message_id": "before"})
+    path.rename(tmp_path / "mailsc.log.1")  # what the rotating process does
+    path.write_text("")  # ...and the file it starts anew
+    logger.info("delivery.sent", extra={"message_id": "after"})
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    assert [json.loads(t)["message_id"] for t in (tmp_path / "mailsc.log.1").read_text().splitlines()] == ["before"]
+    assert [json.loads(t)["message_id"] for t in path.read_text().splitlines()] == ["after"]
+
+
 def test_configuring_again_replaces_the_handlers(tmp_path: Path) -> None:
     configured(log_file=tmp_path / "first.log")
     first_file = next(h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler))

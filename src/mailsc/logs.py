@@ -121,9 +121,12 @@ def _json_renderer() -> Processor:
     return structlog.processors.JSONRenderer()
 
 
-def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> None:
+def configure_logging(settings: Settings, *, stream: TextIO | None = None, rotate: bool = True) -> None:
     """Send all logging to ``stream`` (default: stderr) as JSON lines or the console view, and to the rotating
-    ``settings.log_file`` (always JSON) when set. Replaces the root logger's handlers; safe to call again."""
+    ``settings.log_file`` (always JSON) when set. Replaces the root logger's handlers; safe to call again.
+
+    ``rotate=False``: another process rotates the file (``mailsc serve`` for its worker process); this one only
+    appends, and reopens the file when it was rotated away, so two processes never rotate one file at once."""
     level = logging.getLevelNamesMapping()[settings.log_level.upper()]
     structlog.configure(
         processors=[
@@ -144,8 +147,12 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
     handlers[0].setFormatter(_formatter(renderer))
     if settings.log_file is not None:
         settings.log_file.parent.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.handlers.RotatingFileHandler(
-            settings.log_file, maxBytes=LOG_FILE_MAX_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
+        file_handler: logging.FileHandler = (
+            logging.handlers.RotatingFileHandler(
+                settings.log_file, maxBytes=LOG_FILE_MAX_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
+            )
+            if rotate
+            else logging.handlers.WatchedFileHandler(settings.log_file, encoding="utf-8")
         )
         file_handler.setFormatter(_formatter(_json_renderer()))
         handlers.append(file_handler)

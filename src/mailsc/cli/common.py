@@ -63,16 +63,17 @@ def _settings() -> Settings:
     return settings
 
 
-def _configure_logging(settings: Settings, *, interactive: bool = False) -> None:
+def _configure_logging(settings: Settings, *, interactive: bool = False, rotate: bool = True) -> None:
     """Entry points configure logging. A command a person runs and watches (``send``, ``send-bulk``) logs warnings
-    in the console view, unless MAILSC_LOG_LEVEL / MAILSC_LOG_FORMAT say otherwise."""
+    in the console view, unless MAILSC_LOG_LEVEL / MAILSC_LOG_FORMAT say otherwise. ``rotate=False``: the log
+    file is rotated by another process (see ``logs.configure_logging``)."""
     from ..logs import configure_logging  # imported when needed: structlog loads only for commands that log
 
     if interactive:
         given = settings.model_fields_set
         update = {"log_level": "warning", "log_format": "console"}
         settings = settings.model_copy(update={k: v for k, v in update.items() if k not in given})
-    configure_logging(settings)
+    configure_logging(settings, rotate=rotate)
 
 
 @asynccontextmanager

@@ -149,7 +149,7 @@ def worker(
     `--status-port` gives the worker the API's health routes: its own delivery metrics for Prometheus, and a
     readiness probe that fails while its transport is paused (a broken SMTP setup)."""
     settings = _settings()
-    _configure_logging(settings)
+    _configure_logging(settings, rotate=parent_pid is None)  # serve's worker process: serve rotates the file
     status_socket = None
     if status_fd is not None:  # from `mailsc serve`, which reads this worker's health through it
         status_socket = socket.socket(fileno=status_fd)
