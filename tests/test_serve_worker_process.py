@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.delivery.test_processes import wait_until, worker_env
+from tests.delivery.test_worker_status import get_until
 from tests.smtpd import SmtpServer, closed_port
 from tests.test_serve_processes import children, serving
 
@@ -40,6 +41,13 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+async def the_worker(serve: int) -> int:
+    """The one `mailsc worker` child of ``serve``, once it has started."""
+    await wait_until(lambda: len(workers(serve)) == 1, 30)
+    (worker,) = workers(serve)
+    return worker
+
+
 async def post(client: httpx.AsyncClient, n: int) -> str:
     answer = await client.post("/v1/messages", json={"to": f"u{n}@example.org", "subject": f"m {n}", "text": "hi"})
     assert answer.status_code == 202, answer.text
@@ -50,8 +58,7 @@ async def test_the_worker_process_delivers_and_the_api_reports_it(tmp_path: Path
     async with SmtpServer() as server:
         env = worker_env(f"sqlite:///{tmp_path / 'outbox.db'}", server)
         async with serving(env, tmp_path, "--worker-process") as (process, client):
-            await wait_until(lambda: len(workers(process.pid)) == 1, 30)
-            (worker,) = workers(process.pid)
+            worker = await the_worker(process.pid)
             await asyncio.gather(*(post(client, n) for n in range(100)))
             await wait_until(lambda: len(server.received) >= 100, 60)
 
@@ -59,12 +66,9 @@ async def test_the_worker_process_delivers_and_the_api_reports_it(tmp_path: Path
             assert ready.status_code == 200, ready.text
             assert ready.json()["checks"]["worker"] == f"process {worker}"
             # the delivery series come from the worker process, the accepted count from this one: one set
-            text = ""
-            for _ in range(100):  # the sent count moves at the 250, the depth once the outcome is committed
-                text = (await client.get("/metrics")).text
-                if 'mailsc_queue_depth{status="sent"} 100.0' in text:
-                    break
-                await asyncio.sleep(0.05)
+            # the sent count moves at the 250, the depth once the outcome is committed
+            sent = 'mailsc_queue_depth{status="sent"} 100.0'
+            text = (await get_until(client, "/metrics", lambda r: sent in r.text)).text
             assert "mailsc_messages_accepted_total 100.0" in text
             assert "mailsc_messages_sent_total 100.0" in text
             assert 'mailsc_queue_depth{status="sent"} 100.0' in text
@@ -81,8 +85,7 @@ async def test_a_dead_worker_process_is_restarted(tmp_path: Path) -> None:
     async with SmtpServer() as server:
         env = worker_env(f"sqlite:///{tmp_path / 'outbox.db'}", server)
         async with serving(env, tmp_path, "--worker-process") as (process, client):
-            await wait_until(lambda: len(workers(process.pid)) == 1, 30)
-            (first,) = workers(process.pid)
+            first = await the_worker(process.pid)
             os.kill(first, signal.SIGKILL)
             await wait_until(lambda: workers(process.pid) not in ([], [first]), 30)
             (second,) = workers(process.pid)
@@ -96,8 +99,7 @@ async def test_the_worker_process_stops_when_the_api_process_is_killed(tmp_path:
     async with SmtpServer() as server:
         env = worker_env(f"sqlite:///{tmp_path / 'outbox.db'}", server)
         async with serving(env, tmp_path, "--worker-process") as (process, _client):
-            await wait_until(lambda: len(workers(process.pid)) == 1, 30)
-            (worker,) = workers(process.pid)
+            worker = await the_worker(process.pid)
             process.kill()  # no chance to stop its child
             await process.wait()
             await wait_until(lambda: not alive(worker), 15)
@@ -109,24 +111,14 @@ async def test_a_broken_setup_in_the_worker_process_shows_in_readyz_and_the_bann
     env["MAILSC_SMTP_PORT"] = str(await closed_port())
     async with serving(env, tmp_path, "--worker-process") as (_process, client):
         await post(client, 1)
-        answer = None
-        for _ in range(200):
-            answer = await client.get("/readyz")
-            if answer.status_code == 503:
-                break
-            await asyncio.sleep(0.05)
-        assert answer is not None
+        answer = await get_until(client, "/readyz", lambda r: r.status_code == 503)
         assert answer.status_code == 503
         problem = answer.json()
         assert problem["type"].endswith("transport-unavailable")
         assert "refused" in problem["detail"]
         assert problem["delivery"]["transport"] == "smtp"
-        banner = None
-        for _ in range(100):  # the banner reads what the API last polled from the worker (every 2 s)
-            banner = (await client.get("/messages.json")).json()["banner"]
-            if banner:
-                break
-            await asyncio.sleep(0.1)
+        # the banner reads what the API last polled from the worker (every 2 s)
+        banner = (await get_until(client, "/messages.json", lambda r: r.json()["banner"])).json()["banner"]
         assert banner is not None
         assert banner["transport"] == "smtp"
         assert "refused" in banner["cause"]
@@ -137,8 +129,7 @@ async def test_reload_signals_serve_which_passes_it_on_to_its_worker_process(tmp
     async with SmtpServer() as server:
         env = worker_env(f"sqlite:///{tmp_path / 'outbox.db'}", server)
         async with serving(env, tmp_path, "--worker-process") as (process, _client):
-            await wait_until(lambda: len(workers(process.pid)) == 1, 30)
-            (worker,) = workers(process.pid)
+            worker = await the_worker(process.pid)
             reload = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "mailsc", "reload", env=env, stdout=asyncio.subprocess.PIPE
             )

@@ -99,6 +99,10 @@ async def test_wrong_password_keeps_300_messages_until_it_is_fixed(
         assert "AuthenticationError" in ready["detail"]
         assert "535" in ready["detail"]
         assert "app password" in ready["detail"]
+        paused_by = ready["delivery"]  # the same, taken apart for a machine (and the dev inbox banner)
+        assert (paused_by["transport"], paused_by["error"]) == ("smtp", "AuthenticationError")
+        assert "535" in paused_by["cause"]
+        assert "app password" in paused_by["hint"]
         counts = await store.counts()
         assert "failed" not in counts
         assert set(counts) <= {"queued", "deferred"}

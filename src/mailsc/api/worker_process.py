@@ -94,9 +94,7 @@ class WorkerProcess:
 
     async def _poll(self) -> None:
         while not self._stopping:
-            with contextlib.suppress(httpx.HTTPError, ValueError):
-                answer = await self._client.get("/readyz")
-                self._ready = (answer.status_code, answer.json())
+            await self.readiness()
             await asyncio.sleep(POLL_SECONDS)
 
     async def readiness(self) -> tuple[int, dict[str, Any]] | None:

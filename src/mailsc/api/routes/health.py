@@ -83,15 +83,14 @@ async def _worker_process_readiness(worker: WorkerProcess) -> Health:
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 async def prometheus(svc: ServicesDep) -> Response:
     """Prometheus exposition: counters, latency histograms, queue depth by status, open SMTP connections."""
+    # With a worker process, the delivery series (and the queue depth, counted once per scrape) come from it and are
+    # served with this process's as one set; else this process holds them all.
     worker = await svc.worker_process.metrics() if svc.worker_process is not None else None
-    if worker is None:  # the worker process reports the queue depth itself (one count per scrape, not two)
+    if worker is None:
         with contextlib.suppress(OutboxUnavailableError):  # the other metrics matter most when the database is down
             metrics.set_queue_depth(await svc.store.counts())
-    if svc.worker_process is not None:  # the delivery series live in the worker process: served as one set
-        body, content_type = metrics.render(worker)
-        return Response(body, media_type=content_type)
-    connections = getattr(svc.mailer.transport, "open_connections", None)
-    if isinstance(connections, int):
-        metrics.set_connections_open(connections)
-    body, content_type = metrics.render()
+        connections = getattr(svc.mailer.transport, "open_connections", None)
+        if isinstance(connections, int) and svc.worker_process is None:
+            metrics.set_connections_open(connections)
+    body, content_type = metrics.render(worker)
     return Response(body, media_type=content_type)
