@@ -17,7 +17,7 @@ from ..errors import TemplateError
 from ..htmltext import html_to_text
 
 _STYLE = re.compile(r"<style", re.IGNORECASE)
-_INLINER = css_inline.CSSInliner(keep_at_rules=True, keep_link_tags=True, load_remote_stylesheets=False)
+INLINER = css_inline.CSSInliner(keep_at_rules=True, keep_link_tags=True, load_remote_stylesheets=False)
 
 
 def inline_css(html: str) -> str:
@@ -25,7 +25,7 @@ def inline_css(html: str) -> str:
     if _STYLE.search(html) is None:
         return html  # nothing to inline: keep the markup exactly as written (and skip the parse)
     try:
-        return str(_INLINER.inline(html))
+        return str(INLINER.inline(html))
     except (css_inline.InlineError, ValueError) as exc:
         raise TemplateError(f"the CSS of the HTML part could not be inlined: {exc}", part="html") from None
 

@@ -15,7 +15,9 @@ from ..errors import TemplateError
 from . import limits as budget
 from .emailhtml import inline_css, text_from_html
 from .failures import translate
+from .inline_once import NotInlinableError, inline_ahead
 from .limits import LimitExceeded, TemplateLimits
+from .sandbox import MarkupOutputError
 
 PARTS = ("subject", "html", "text")
 EXTENSIONS = {"subject": "subject", "html": "html", "text": "txt"}
@@ -58,6 +60,10 @@ class CompiledTemplate:
     parts: dict[str, jinja2.Template]
     files: dict[str, str] = field(default_factory=dict)  # part -> its template file name, for error messages
     folder: Path | None = None
+    # The HTML part with its CSS inlined once (``inline_once``), dropped after a render that could not use it;
+    # or why there is none.
+    inlined: dict[str, jinja2.Template] = field(default_factory=dict)
+    not_inlined: str = ""
 
 
 def check_sources(name: str, version: int | None, sources: Mapping[str, str | None], limits: TemplateLimits) -> None:
@@ -86,6 +92,8 @@ def compile_source(
     check_sources(name, version, sources, limits)
     parts: dict[str, jinja2.Template] = {}
     files: dict[str, str] = {}
+    inlined: dict[str, jinja2.Template] = {}
+    not_inlined = ""
     for part in PARTS:
         source = sources.get(part)
         if source is None:
@@ -107,14 +115,26 @@ def compile_source(
             raise
         except Exception as exc:
             raise translate(exc, template=name, version=version, part=part, own_file=filename) from None
-    return CompiledTemplate(name, version, parts, files)
+        if part == "html":
+            try:
+                inlined["html"] = inline_ahead(env, source, filename)
+            except NotInlinableError as exc:
+                not_inlined = str(exc)
+    return CompiledTemplate(name, version, parts, files, inlined=inlined, not_inlined=not_inlined)
 
 
-def render_part(compiled: CompiledTemplate, part: str, variables: Mapping[str, Any], limit: int) -> str:
-    """One part rendered, refused once its output passes ``limit`` characters. Jinja's render function is driven
-    directly (``Template.generate`` adds a generator frame to each of the ~500 chunks of a receipt), and its
-    exceptions get the template-line traceback ``generate`` would give them (``translate`` reads it)."""
-    template = compiled.parts[part]
+def render_part(
+    compiled: CompiledTemplate,
+    part: str,
+    variables: Mapping[str, Any],
+    limit: int,
+    template: jinja2.Template | None = None,
+) -> str:
+    """One part rendered (from ``template``, by default the part as written), refused once its output passes
+    ``limit`` characters. Jinja's render function is driven directly (``Template.generate`` adds a generator frame
+    to each of the ~500 chunks of a receipt), and its exceptions get the template-line traceback ``generate`` would
+    give them (``translate`` reads it). ``MarkupOutputError`` passes through."""
+    template = template or compiled.parts[part]
     chunks: list[str] = []
     append = chunks.append
     total = 0
@@ -127,6 +147,8 @@ def render_part(compiled: CompiledTemplate, part: str, variables: Mapping[str, A
         else:
             return "".join(chunks)
         failure: BaseException = LimitExceeded(f"the rendered {part} is over {limit:,} characters")
+    except MarkupOutputError:
+        raise
     except Exception:
         try:
             template.environment.handle_exception()  # re-raises with the template's lines in the traceback
@@ -138,14 +160,34 @@ def render_part(compiled: CompiledTemplate, part: str, variables: Mapping[str, A
     ) from None
 
 
+def render_parts(
+    compiled: CompiledTemplate, variables: Mapping[str, Any], limits: TemplateLimits
+) -> tuple[dict[str, str], bool]:
+    """Every part of ``compiled`` rendered with ``variables`` within one budget, and whether the HTML part came from
+    the template inlined ahead (its CSS already inlined)."""
+    token = budget.start(limits)
+    limit = limits.max_rendered_size
+    inlined = False
+    try:
+        rendered: dict[str, str] = {}
+        for part in compiled.parts:
+            ahead = compiled.inlined.get(part)
+            if ahead is not None:
+                try:
+                    rendered[part], inlined = render_part(compiled, part, variables, limit, ahead), True
+                    continue
+                except MarkupOutputError:
+                    compiled.inlined.pop(part, None)  # markup from |safe or a macro: inline per message from now on
+            rendered[part] = render_part(compiled, part, variables, limit)
+    finally:
+        budget.finish(token)
+    return rendered, inlined
+
+
 def render(compiled: CompiledTemplate, variables: Mapping[str, Any], limits: TemplateLimits) -> RenderedTemplate:
     """Render every part of ``compiled`` with ``variables`` within one budget; the HTML gets its CSS inlined, and a
     text part is derived from it when the template has none. Raises ``TemplateError``."""
-    token = budget.start(limits)
-    try:
-        rendered = {part: render_part(compiled, part, variables, limits.max_rendered_size) for part in compiled.parts}
-    finally:
-        budget.finish(token)
+    rendered, inlined = render_parts(compiled, variables, limits)
     subject = rendered["subject"].strip()
     if "\r" in subject or "\n" in subject:
         raise TemplateError(
@@ -157,10 +199,11 @@ def render(compiled: CompiledTemplate, variables: Mapping[str, Any], limits: Tem
     html = rendered.get("html")
     text = rendered.get("text")
     if html is not None:
+        if not inlined:
+            try:
+                html = inline_css(html)
+            except TemplateError as exc:
+                raise TemplateError(exc.reason, template=compiled.name, version=compiled.version, part="html") from None
         if text is None:
             text = text_from_html(html)
-        try:
-            html = inline_css(html)
-        except TemplateError as exc:
-            raise TemplateError(exc.reason, template=compiled.name, version=compiled.version, part="html") from None
     return RenderedTemplate(subject, html, text, compiled.name, compiled.version)

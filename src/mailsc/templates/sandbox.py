@@ -59,6 +59,8 @@ class _GuardedCodeGenerator(CodeGenerator):
     """Jinja's code generator, with every loop's iterable passed through ``environment.guard_iteration`` and every
     ``~`` concatenation through ``environment.checked_size``."""
 
+    escape_function = "escape_output"
+
     def visit_For(self, node: nodes.For, frame: Frame) -> None:  # noqa: N802 - Jinja's visitor naming
         if not _is_guard(node.iter):
             node.iter = nodes.Call(
@@ -68,7 +70,7 @@ class _GuardedCodeGenerator(CodeGenerator):
 
     def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
         if frame.eval_ctx.autoescape and not frame.eval_ctx.volatile:
-            self.write("environment.escape_output(")  # the same text as ``escape(``, as a plain str (cheaper)
+            self.write(f"environment.{self.escape_function}(")  # what ``escape(`` gives, as a plain str (cheaper)
             if finalize.src is not None:
                 self.write(finalize.src)
         else:
@@ -78,6 +80,12 @@ class _GuardedCodeGenerator(CodeGenerator):
         self.write("environment.checked_size(")
         super().visit_Concat(node, frame)
         self.write(")")
+
+
+class TextOutputCodeGenerator(_GuardedCodeGenerator):
+    """For an HTML template whose CSS was inlined once (``inline_once``): its outputs may only be text."""
+
+    escape_function = "escape_text_output"
 
 
 def _is_guard(node: nodes.Node) -> bool:
@@ -93,6 +101,21 @@ def escape_output(value: Any) -> str:
     ``str`` (Jinja only joins the output chunks: a ``Markup`` object per chunk was a third of the escaping cost)."""
     if type(value) is str:
         return _escape_inner(value)
+    return escape(value)
+
+
+class MarkupOutputError(Exception):
+    """An output of markup with elements in it, in a template whose CSS was inlined ahead of rendering: the rules
+    might match those elements, so this message is rendered from the template as written and inlined on its own."""
+
+
+def escape_text_output(value: Any) -> str:
+    """``escape_output`` for a template inlined ahead: the same, except that markup containing a tag is refused."""
+    if type(value) is str:
+        return _escape_inner(value)
+    html = getattr(value, "__html__", None)
+    if html is not None and "<" in html():
+        raise MarkupOutputError
     return escape(value)
 
 
@@ -307,6 +330,7 @@ class _BoundedMixin:
         env.guard_iteration = guarded
         env.checked_size = checked_size
         env.escape_output = escape_output
+        env.escape_text_output = escape_text_output
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         tick()

@@ -1,0 +1,205 @@
+"""CSS inlined once per template version: the same document as inlining every rendered message, refused whenever
+rendering could change which elements a rule matches, and a fallback when a render outputs markup."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import css_inline
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mailsc.templates import StoredTemplates
+from tests.templates.conftest import Source
+
+_versions = itertools.count(1)
+# Parse and serialise without inlining: two documents equal after this are the same DOM.
+_NORMAL = css_inline.CSSInliner(
+    inline_style_tags=False, keep_style_tags=True, keep_link_tags=True, load_remote_stylesheets=False
+)
+STYLE = """<style>
+body { margin: 0; }
+.items td { padding: 4px; border-bottom: 1px solid #eee; }
+.items .price { text-align: right; }
+p { font-size: 15px; }
+a.button { background: #1a82e2; color: #fff; }
+div > p { margin: 0; }
+a:hover { color: red; }
+@media (max-width: 600px) { p { font-size: 18px; } }
+</style>"""
+RECEIPT = (
+    "<!doctype html><html><head><title>Receipt {{ order }}</title>"
+    + STYLE
+    + """</head><body>
+<p>Hello {{ name }}, thanks for order #{{ order }}.</p>
+<table class="items"><tr><th>Item</th><th>Price</th></tr>
+{% for line in lines %}<tr><td>{{ line.title }}</td><td class="price">{{ line.price }}</td></tr>
+{% else %}<tr><td>No lines</td></tr>
+{% endfor %}</table>
+{% if note %}<div><p>{{ note }}</p></div>{% elif extra %}<p>{{ extra }}</p>{% else %}<p>No note.</p>{% endif %}
+{% set greeting = "Bye" %}<p>{{ greeting }} &amp; thanks</p>
+<p><a class="button" href="https://shop.example/orders/{{ order }}?a=1&amp;b={{ name }}">Your order</a></p>
+</body></html>"""
+)
+
+
+def compiled_and_rendered(html: str, variables: dict[str, Any]) -> tuple[Any, str, str]:
+    """(the compiled template, its HTML rendered as sent, the HTML when every message is inlined on its own)."""
+    templates = StoredTemplates()
+    source = Source("t", next(_versions), "Hi", html=html)
+    compiled = templates.compiled(source)
+    once = templates.render(source, variables).html
+    per_message = StoredTemplates()
+    per_message.compiled(source).inlined.clear()
+    each = per_message.render(source, variables).html
+    assert once is not None
+    assert each is not None
+    return compiled, once, each
+
+
+def same_document(a: str, b: str) -> bool:
+    return str(_NORMAL.inline(a)) == str(_NORMAL.inline(b))
+
+
+VARIABLES: list[dict[str, Any]] = [
+    {"name": "Ada", "order": 1, "lines": [{"title": "Tea", "price": "3.50"}], "note": "", "extra": ""},
+    {
+        "name": "<b>Eve</b> & 'Mallory' \"x\" &amp;",
+        "order": "<script>alert(1)</script>",
+        "lines": [{"title": f"<td>item {n}</td>", "price": n} for n in range(5)],
+        "note": "ships <tomorrow>\n  twice",
+        "extra": "",
+    },
+    {"name": "", "order": 0, "lines": [], "note": "", "extra": "</p><p class=items>"},
+]
+
+
+@pytest.mark.parametrize("variables", VARIABLES)
+def test_a_receipt_is_inlined_once_and_renders_the_document_per_message_inlining_gives(
+    variables: dict[str, Any],
+) -> None:
+    compiled, once, each = compiled_and_rendered(RECEIPT, variables)
+    assert "html" in compiled.inlined, compiled.not_inlined
+    assert same_document(once, each)
+    assert '<td style="padding: 4px;border-bottom: 1px solid #eee;">' in once  # CSS inlined
+    if variables["lines"]:
+        assert '<td class="price" style="padding: 4px;border-bottom: 1px solid #eee;text-align: right;">' in once
+    assert "@media (max-width: 600px)" in once  # kept in a <style> block
+    assert "<script>" not in once
+    assert "<b>Eve</b>" not in once
+
+
+def test_variables_are_escaped_text_in_the_template_inlined_once() -> None:
+    compiled, once, _ = compiled_and_rendered(RECEIPT, VARIABLES[1])
+    assert compiled.inlined
+    assert "&lt;b&gt;Eve&lt;/b&gt; &amp; &#39;Mallory&#39;" in once
+    assert "orders/&lt;script&gt;alert(1)&lt;/script&gt;?a=1&amp;b=&lt;b&gt;Eve" in once
+
+
+REFUSED = {
+    "a class from a variable": ('<style>p{color:red}</style><p class="{{ c }}">x</p>', "class= value"),
+    "an id from a variable": ('<style>p{color:red}</style><p id="x{{ c }}">x</p>', "id= value"),
+    "a style attribute from a variable": ('<style>p{color:red}</style><p style="color: {{ c }}">x</p>', "style= value"),
+    "Jinja in the <style> block": ("<style>p { color: {{ c }}; }</style><p>x</p>", "<style> block"),
+    "a sibling selector": ("<style>p + p { color: red; }</style><p>a</p><p>b</p>", "p + p"),
+    "a structural pseudo-class": ("<style>tr:nth-child(2n) td { color: red; }</style><p>x</p>", "nth-child"),
+    "an unbalanced if": ('<style>p{color:red}</style>{% if c %}<div class="a">{% endif %}<p>x</p>', "whole elements"),
+    "a loop that opens a table's body": (
+        "<style>td{color:red}</style><table>{% for c in cs %}<tr><td>{{ c }}</td></tr>{% endfor %}</table>",
+        "whole elements",
+    ),
+    "text foster-parented out of a table": (
+        "<style>td{color:red}</style><table><tr><td>a</td></tr>{% for c in cs %}x{% endfor %}</table>",
+        "reordered",
+    ),
+    "a block tag in an HTML comment": (
+        "<style>p{color:red}</style><!-- {% if c %} -->x<!-- {% endif %} -->",
+        "comment",
+    ),
+    "a block tag inside a tag": ('<style>p{color:red}</style><p {% if c %}title="t"{% endif %}>x</p>', "tag"),
+    "a macro": ("<style>p{color:red}</style>{% macro m() %}<p>x</p>{% endmacro %}{{ m() }}", "Macro"),
+    "an output after a bare &": ("<style>p{color:red}</style><p>&{{ c }};</p>", "bare '&'"),
+    "an output as a tag name": ("<style>p{color:red}</style><h{{ c }}>x</h{{ c }}>", "tag"),
+    "constant markup": ("<style>p{color:red}</style>{{ '<p>x</p>'|safe }}", "constant markup"),
+    "no <style> block": ("<p>{{ c }}</p>", "nothing to inline"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED.values(), ids=list(REFUSED))
+def test_templates_rendering_could_reshape_are_inlined_per_message(case: tuple[str, str]) -> None:
+    html, reason = case
+    variables = {"c": "2", "cs": ["1", "2"]}
+    compiled, once, each = compiled_and_rendered(html, variables)
+    assert not compiled.inlined
+    assert reason in compiled.not_inlined
+    assert once == each
+
+
+def test_markup_output_at_render_time_falls_back_to_inlining_that_message() -> None:
+    html = "<style>p.note { color: red; }</style><div>{{ note|safe }}</div><p>{{ name }}</p>"
+    templates = StoredTemplates()
+    source = Source("t", next(_versions), "Hi", html=html)
+    assert templates.compiled(source).inlined
+    plain = templates.render(source, {"note": "no tags here", "name": "Ada"}).html
+    assert plain is not None
+    assert "no tags here" in plain
+    assert templates.compiled(source).inlined  # text-only markup: still inlined once
+    rendered = templates.render(source, {"note": '<p class="note">hi</p>', "name": "Ada"}).html
+    assert rendered is not None
+    assert '<p class="note" style="color: red;">hi</p>' in rendered  # the rule reached the element from the variable
+    assert not templates.compiled(source).inlined  # this version is inlined per message from now on
+
+
+# Generated templates: balanced pieces of markup around loops, tests and outputs, rendered both ways.
+_ELEMENTS = [
+    "<p>{x}</p>",
+    '<p class="a">{x}</p>',
+    "<div>{x}</div>",
+    '<div class="b"><p>{x}</p></div>',
+    "{x}",
+    '<a class="button" href="https://e.example/{{ v }}">{x}</a>',
+    "<br>",
+    "<ul><li>{x}</li></ul>",
+]
+_INNER = ["{{ v }}", "text", "a &amp; b", "{{ v }} and {{ w }}", ""]
+_CSS = (
+    "<style>p { color: red; } .a { margin: 0; } div p { padding: 1px; } .b > p { border: 0; } a { color: blue; }"
+    " li { margin: 2px; } @media (max-width: 9px) { p { color: blue; } }</style>"
+)
+
+
+@st.composite
+def _templates(draw: st.DrawFn) -> str:
+    def piece(depth: int) -> str:
+        element = draw(st.sampled_from(_ELEMENTS)).replace("{x}", draw(st.sampled_from(_INNER)))
+        wrap = draw(st.sampled_from(["", "for", "if", "ifelse", "with", "set"])) if depth < 2 else ""
+        inner = element + (piece(depth + 1) if draw(st.booleans()) else "")
+        if wrap == "for":
+            return "{% for v in vs %}" + inner + "{% else %}<p>none</p>{% endfor %}"
+        if wrap == "if":
+            return "{% if v %}" + inner + "{% endif %}"
+        if wrap == "ifelse":
+            return "{% if w %}" + inner + "{% elif v %}<p>{{ v }}</p>{% else %}" + element + "{% endif %}"
+        if wrap == "with":
+            return "{% with v = w %}" + inner + "{% endwith %}"
+        if wrap == "set":
+            return "{% set v = w %}" + inner
+        return inner
+
+    body = "".join(piece(0) for _ in range(draw(st.integers(1, 4))))
+    return "<!doctype html><html><head>" + _CSS + "</head><body>" + body + "</body></html>"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    _templates(),
+    st.lists(st.sampled_from(["x", "<i>y</i>", "a & b", " ", "", "&amp;"]), max_size=3),
+    st.sampled_from(["", "w", "<p>", "&lt;"]),
+)
+def test_generated_templates_render_the_same_document_either_way(html: str, vs: list[str], w: str) -> None:
+    variables = {"v": vs[0] if vs else "", "vs": vs, "w": w}
+    compiled, once, each = compiled_and_rendered(html, variables)
+    assert compiled.inlined, compiled.not_inlined  # every generated template is one that can be inlined once
+    assert same_document(once, each)
