@@ -227,6 +227,19 @@ def test_line_separators_and_surrogates_are_refused(field: str, bad: str) -> Non
     assert is_refused(**changes)
 
 
+@pytest.mark.parametrize("part", ["text", "html"])
+@pytest.mark.parametrize("bad", [chr(0xD800), chr(0xDFFF), "caf\u00e9 \U0001f600 " + chr(0xDC80)])
+def test_a_body_with_a_lone_surrogate_is_refused(part: str, bad: str) -> None:
+    with pytest.raises(MessageError, match="lone surrogate"):
+        build(**{part: f"<p>Hello {bad}</p>"})
+
+
+@pytest.mark.parametrize("part", ["text", "html"])
+def test_a_body_in_any_script_is_accepted(part: str) -> None:
+    body = "caf\u00e9, \u65e5\u672c\u8a9e, \U0001f600, \u2028, ASCII"
+    assert getattr(build(**{part: body}), part) == body
+
+
 # --- custom headers -------------------------------------------------------------------------------------------
 
 

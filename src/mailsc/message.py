@@ -46,7 +46,16 @@ _CONTENT_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_!#$&^.+-]{0,126}/[A-Za-z0-9][
 _CONTENT_ID = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]{1,250}")  # printable ASCII, no < > or space
 _ENCODED_WORD = re.compile(r"=\?[^?\s]*\?[bBqQ]\?[^?\s]*\?=")
 _PLAIN_ASCII = re.compile(r"[\x20-\x7e\t]*")  # printable ASCII and tab: nothing for check_header_value to refuse
-_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` has no lone surrogate (the only thing UTF-8 cannot encode): encoding is a C loop, about ten
+    times faster than searching for the surrogate range with a regular expression."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_header_value(value: str, what: str = "value") -> str:
@@ -280,7 +289,7 @@ class Message(BaseModel):
         if value is not None:
             if "\x00" in value:
                 raise ValueError("the body must not contain a NUL character")
-            if _SURROGATE.search(value):
+            if not value.isascii() and not _encodable(value):
                 raise ValueError("the body must not contain a lone surrogate; it is not valid text")
         return value
 
