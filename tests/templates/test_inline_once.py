@@ -4,6 +4,9 @@ rendering could change which elements a rule matches, and a fallback when a rend
 from __future__ import annotations
 
 import itertools
+import os
+import time
+from pathlib import Path
 from typing import Any
 
 import css_inline
@@ -11,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailsc.templates import StoredTemplates
+from mailsc.templates import FileTemplates, StoredTemplates
 from tests.templates.conftest import Source
 
 _versions = itertools.count(1)
@@ -203,3 +206,32 @@ def test_generated_templates_render_the_same_document_either_way(html: str, vs: 
     compiled, once, each = compiled_and_rendered(html, variables)
     assert compiled.inlined, compiled.not_inlined  # every generated template is one that can be inlined once
     assert same_document(once, each)
+
+
+def test_a_standalone_template_file_is_inlined_once_and_an_edit_is_picked_up(folder: Path) -> None:
+    (folder / "order.subject").write_text("Order {{ order }}")
+    (folder / "order.html").write_text(RECEIPT)
+    templates = FileTemplates(folder)
+    compiled = templates.compiled("order")
+    assert "html" in compiled.inlined, compiled.not_inlined
+    assert templates.compiled("order").inlined is compiled.inlined  # cached while the file is unchanged
+    rendered = templates.render("order", VARIABLES[1]).html
+    per_message = FileTemplates(folder)
+    per_message.compiled("order").inlined.clear()
+    expected = per_message.render("order", VARIABLES[1]).html
+    assert rendered is not None
+    assert expected is not None
+    assert same_document(rendered, expected)
+
+    edited = RECEIPT.replace("padding: 4px;", "padding: 9px;")
+    (folder / "order.html").write_text(edited)
+    os.utime(folder / "order.html", (time.time() + 5, time.time() + 5))  # a new mtime even within one second
+    again = templates.render("order", VARIABLES[1]).html
+    assert again is not None
+    assert '<td style="padding: 9px;border-bottom: 1px solid #eee;">' in again
+
+
+def test_a_template_file_that_extends_another_is_inlined_per_message(folder: Path) -> None:
+    compiled = FileTemplates(folder).compiled("welcome")  # {% extends "base.html" %}
+    assert not compiled.inlined
+    assert "Extends" in compiled.not_inlined

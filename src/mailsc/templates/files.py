@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import jinja2
 from ..errors import TemplateError, TemplateNotFoundError
 from . import limits as budget
 from .failures import translate
+from .inline_once import NotInlinableError, inline_ahead
 from .limits import TemplateLimits
 from .render import EXTENSIONS, CompiledTemplate, RenderedTemplate, render, render_part
 from .sandbox import FileTemplateEnvironment
@@ -44,6 +46,12 @@ class FileTemplates:
         self.folder = Path(folder)
         self.limits = limits or TemplateLimits()
         self.environment = FileTemplateEnvironment(self.folder)
+        # Per compiled HTML file (Jinja recompiles a changed file into a new object): the file with its CSS inlined
+        # once, or why not. The dict is shared with every CompiledTemplate made from it, so a render that drops it
+        # (``render_parts``, after an output of markup) drops it for the later ones too.
+        self._inlined: weakref.WeakKeyDictionary[jinja2.Template, tuple[dict[str, jinja2.Template], str]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def _template(self, name: str, filename: str, part: str) -> jinja2.Template | None:
         try:
@@ -81,7 +89,24 @@ class FileTemplates:
             )
         if len(parts) == 1:
             raise TemplateError(f"the template needs {name}.html, {name}.txt or both", template=name)
-        return CompiledTemplate(name, None, parts, files, self.folder)
+        inlined, not_inlined = self._inlined_once(parts["html"], files["html"]) if "html" in parts else ({}, "")
+        return CompiledTemplate(name, None, parts, files, self.folder, inlined=inlined, not_inlined=not_inlined)
+
+    def _inlined_once(self, template: jinja2.Template, filename: str) -> tuple[dict[str, jinja2.Template], str]:
+        """The HTML file with its CSS inlined once (``inline_once``; not for a file that extends or includes
+        others), from the cache while Jinja keeps the same compiled file."""
+        found = self._inlined.get(template)
+        if found is None:
+            try:
+                assert self.environment.loader is not None
+                source = self.environment.loader.get_source(self.environment, filename)[0]
+                found = ({"html": inline_ahead(self.environment, source, filename)}, "")
+            except NotInlinableError as exc:
+                found = ({}, str(exc))
+            except Exception as exc:  # the file changed or went away since Jinja compiled it: inline per message
+                found = ({}, f"the file could not be read again: {exc}")
+            self._inlined[template] = found
+        return found
 
     def exists(self, name: str) -> bool:
         """Whether ``NAME.subject`` exists in the folder."""
