@@ -4,6 +4,7 @@ rendering could change which elements a rule matches, and a fallback when a rend
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import time
 from pathlib import Path
@@ -126,7 +127,49 @@ REFUSED = {
     "an output after a bare &": ("<style>p{color:red}</style><p>&{{ c }};</p>", "bare '&'"),
     "an output as a tag name": ("<style>p{color:red}</style><h{{ c }}>x</h{{ c }}>", "tag"),
     "constant markup": ("<style>p{color:red}</style>{{ '<p>x</p>'|safe }}", "constant markup"),
-    "no <style> block": ("<p>{{ c }}</p>", "nothing to inline"),
+    # Found by review: each was accepted once and rendered differently.
+    "a <style> block inside an if": (
+        "<style>p{margin:0}</style>{% if not c %}<style>p{color:red}</style>{% endif %}<p>x</p>",
+        "around <style>",
+    ),
+    "a <body> tag inside an if": (
+        '<style>.dark p{color:white}</style>{% if not c %}<body class="dark">{% endif %}<p>x</p>',
+        "around <style>, <head>, <body>",
+    ),
+    "an '@' in a CSS string hiding a rule": (
+        '<style>a{content:"@"} li:first-child{color:red}</style><ul>{% for x in cs %}<li>{{ x }}</li>{% endfor %}</ul>',
+        "first-child",
+    ),
+    "a CSS comment opened inside a string": (
+        '<style>a{content:"/*"} li:first-child{color:red} b{content:"*/"}</style>'
+        "<ul>{% for x in cs %}<li>{{ x }}</li>{% endfor %}</ul>",
+        "first-child",
+    ),
+    "an at-rule whose rules might be inlined": (
+        "<style>@supports (x:y) { p { color: red } }</style><p>x</p>",
+        "at-rule",
+    ),
+    "an output before the doctype": (
+        "{{ c }}<!doctype html><html><head><style>p td{color:red}</style></head><body><p>x</p></body></html>",
+        "before the document's head ends",
+    ),
+    "an output in <head>": (
+        '<html><head>{{ c }}<meta charset="utf-8"><style>p{color:red}</style></head><body><p>x</p></body></html>',
+        "before the document's head ends",
+    ),
+    "a character reference split by a block tag": (
+        "<style>p{color:red}</style><p>&am{% set z = 1 %}p;</p>",
+        "bare '&'",
+    ),
+    "an output in an unquoted attribute value": (
+        "<style>.evil{color:red}</style><a href={{ c }}>x</a>",
+        "unquoted attribute value",
+    ),
+    "an output css-inline reads itself": (
+        '<style>p{color:red}</style><p data-css-inline="{{ c }}">x</p>',
+        "data-css-inline= value",
+    ),
+    "an output right after <pre>": ("<style>p{color:red}</style><pre>{{ c }}</pre>", "right after <pre>"),
 }
 
 
@@ -145,14 +188,25 @@ def test_markup_output_at_render_time_falls_back_to_inlining_that_message() -> N
     templates = StoredTemplates()
     source = Source("t", next(_versions), "Hi", html=html)
     assert templates.compiled(source).inlined
-    plain = templates.render(source, {"note": "no tags here", "name": "Ada"}).html
-    assert plain is not None
-    assert "no tags here" in plain
-    assert templates.compiled(source).inlined  # text-only markup: still inlined once
     rendered = templates.render(source, {"note": '<p class="note">hi</p>', "name": "Ada"}).html
     assert rendered is not None
     assert '<p class="note" style="color: red;">hi</p>' in rendered  # the rule reached the element from the variable
     assert not templates.compiled(source).inlined  # this version is inlined per message from now on
+
+
+@pytest.mark.parametrize(
+    ("html", "value"),
+    [
+        ("<p data-x='{{ d|tojson }}'>x</p>", "x onmouseover=alert(1) style=background:url(//evil) y"),
+        ("<a href='{{ d|safe }}'>x</a>", 'a"onclick="alert(1)'),
+        ("<p>{{ d|safe }}&#108;t;</p>", "&"),
+        ("<p>{{ d|safe }}</p>", "no tags, but markup all the same"),
+    ],
+)
+def test_any_markup_output_falls_back_so_quotes_and_ampersands_keep_their_meaning(html: str, value: str) -> None:
+    compiled, once, each = compiled_and_rendered("<style>p{color:red}</style>" + html, {"d": value})
+    assert not compiled.inlined  # dropped at the first render
+    assert once == each
 
 
 # Generated templates: balanced pieces of markup around loops, tests and outputs, rendered both ways.
@@ -231,7 +285,23 @@ def test_a_standalone_template_file_is_inlined_once_and_an_edit_is_picked_up(fol
     assert '<td style="padding: 9px;border-bottom: 1px solid #eee;">' in again
 
 
-def test_a_template_file_that_extends_another_is_inlined_per_message(folder: Path) -> None:
-    compiled = FileTemplates(folder).compiled("welcome")  # {% extends "base.html" %}
+def test_a_template_file_that_extends_or_includes_others_is_inlined_per_message(folder: Path) -> None:
+    assert not FileTemplates(folder).compiled("welcome").inlined  # {% extends "base.html" %}, its <style> there
+    (folder / "note.subject").write_text("Note")
+    (folder / "note.html").write_text('<style>p{color:red}</style><p>x</p>{% include "partials/footer.html" %}')
+    compiled = FileTemplates(folder).compiled("note")
     assert not compiled.inlined
-    assert "Extends" in compiled.not_inlined
+    assert "Include" in compiled.not_inlined
+
+
+def test_a_template_inlined_per_message_is_logged_once_with_the_reason(caplog: pytest.LogCaptureFixture) -> None:
+    templates = StoredTemplates()
+    source = Source("promo", next(_versions), "Hi", html='<style>p{color:red}</style><p class="{{ c }}">x</p>')
+    with caplog.at_level(logging.INFO, logger="mailsc.templates"):
+        templates.render(source, {"c": "a"})
+        templates.render(source, {"c": "b"})
+        templates.render(Source("plain", next(_versions), "Hi", html="<p>{{ c }}</p>"), {"c": "a"})  # no <style>
+    logged = [r for r in caplog.records if r.msg == "template.css_inlined_per_message"]
+    assert len(logged) == 1
+    assert logged[0].__dict__["template"] == "promo"
+    assert "class= value" in logged[0].__dict__["reason"]

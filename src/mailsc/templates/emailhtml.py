@@ -20,9 +20,14 @@ _STYLE = re.compile(r"<style", re.IGNORECASE)
 INLINER = css_inline.CSSInliner(keep_at_rules=True, keep_link_tags=True, load_remote_stylesheets=False)
 
 
+def has_style(html: str) -> bool:
+    """Whether ``html`` has a ``<style>`` block (anything to inline)."""
+    return _STYLE.search(html) is not None
+
+
 def inline_css(html: str) -> str:
     """``html`` with the rules of its ``<style>`` blocks inlined; unchanged when it has none."""
-    if _STYLE.search(html) is None:
+    if not has_style(html):
         return html  # nothing to inline: keep the markup exactly as written (and skip the parse)
     try:
         return str(INLINER.inline(html))

@@ -3,6 +3,7 @@ default ``templates/email``), with Jinja2 inheritance and includes confined to t
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import weakref
@@ -14,12 +15,14 @@ import jinja2
 
 from ..errors import TemplateError, TemplateNotFoundError
 from . import limits as budget
+from .emailhtml import has_style
 from .failures import translate
 from .inline_once import NotInlinableError, inline_ahead
 from .limits import TemplateLimits
 from .render import EXTENSIONS, CompiledTemplate, RenderedTemplate, render, render_part
 from .sandbox import FileTemplateEnvironment
 
+logger = logging.getLogger(__name__)
 # Letters, digits, '_', '-', '.', and '/' for subfolders; Jinja's loader also refuses any '..' path segment.
 _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,199}")
 
@@ -100,9 +103,12 @@ class FileTemplates:
             try:
                 assert self.environment.loader is not None
                 source = self.environment.loader.get_source(self.environment, filename)[0]
+                if not has_style(source):
+                    return {}, ""  # nothing to inline (and not cached: the check is cheap)
                 found = ({"html": inline_ahead(self.environment, source, filename)}, "")
             except NotInlinableError as exc:
                 found = ({}, str(exc))
+                logger.info("template.css_inlined_per_message", extra={"template": filename, "reason": str(exc)})
             except Exception as exc:  # the file changed or went away since Jinja compiled it: inline per message
                 found = ({}, f"the file could not be read again: {exc}")
             self._inlined[template] = found

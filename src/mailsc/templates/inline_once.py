@@ -8,24 +8,30 @@ character pair for an output, an HTML comment for a block tag, which an HTML5 pa
 and the inlined text between the stand-ins becomes the template's new static text: the Jinja tree itself (its
 loops, tests and expressions) is not touched.
 
-That is only equivalent when rendering cannot change which elements a CSS rule matches, so it is done only when
-every one of these holds, and the template is inlined per message as before otherwise:
+That is only equivalent when rendering can neither change which elements a CSS rule matches nor make the parser
+read the markup differently, so it is done only when every one of these holds, and the template is inlined per
+message as before otherwise:
 
-- the rules use type, class, id and attribute selectors with descendant or child combinators, and pseudo-classes
-  that never match in an email (``:hover`` ...): no ``:first-child``/``:nth-*``/``+``/``~``/``:empty``, which
-  depend on how many times a loop ran;
-- no output lands in a tag or attribute name, a ``<style>`` block, or a ``class``/``id``/``style`` value (nor in
-  any attribute when a rule selects on attributes), and none directly follows a bare ``&``;
+- the rules (comments and strings aside) use type, class, id and attribute selectors with descendant or child
+  combinators, and pseudo-classes that never match in an email (``:hover`` ...): no ``:first-child``/``:nth-*``/
+  ``+``/``~``/``:empty``, which depend on how many times a loop ran; no at-rule but ``@media`` (kept, never
+  inlined) and the declaration-only ones;
+- no output lands in a tag or attribute name, an unquoted attribute value, a ``<style>``/``<link>`` tag, or a
+  ``class``/``id``/``style``/``data-css-inline`` value (nor in any attribute when a rule selects on attributes);
+  none comes before the end of the document's head (the stand-in is text, which would end ``<head>`` early) except
+  in ``<title>`` and in attributes; no Jinja tag directly follows a bare ``&`` or a ``<pre>``/``<textarea>``;
 - each ``{% for %}``/``{% if %}``/``{% with %}``/``{% block %}`` wraps whole elements: its tags end up side by side
   under one parent in the parsed document, so repeating or dropping what is between them repeats or drops subtrees;
+  and none wraps a ``<style>``, ``<html>``, ``<head>`` or ``<body>`` tag or the doctype;
 - the parser kept the document in source order (nothing foster-parented out of a table, nothing dropped);
-- the template uses no macros, call/filter blocks, ``{% set %}`` blocks or autoescape switches (they produce
-  markup elsewhere than they appear).
+- the template uses no macros, call/filter blocks, ``{% set %}`` blocks, includes or autoescape switches (they
+  produce markup elsewhere than they appear).
 
-An output whose value is markup (``|safe``, a macro's result) could still add elements at render time: the inlined
-template's outputs go through ``escape_text_output``, which refuses such a value with ``MarkupOutputError``, and
-the message is rendered from the template as written and inlined on its own (``render.render_parts``), as is every
-later message of that version.
+An output whose value is markup (``|safe``, ``|tojson``, a macro's result) could still add elements, or quotes and
+'&' that mean something else in the re-serialised markup around it: the inlined template's outputs go through
+``escape_text_output``, which refuses any markup with ``MarkupOutputError``, and the message is rendered from the
+template as written and inlined on its own (``render.render_parts``), as is every later message of that version.
+An adversarial review found eleven ways around an earlier version of these rules; each is a test now.
 """
 
 from __future__ import annotations
@@ -48,14 +54,26 @@ _TEXT_MARK = "\ue000{}\ue001"  # stands in for an output: text wherever it is, i
 _BLOCK_MARK = "<!--\ue002{}\ue003-->"  # stands in for a block tag: a comment, kept in place by an HTML5 parser
 _MARKS = re.compile("\ue000(\\d+)\ue001|<!--\ue002(\\d+)\ue003-->")
 _PRIVATE = re.compile("[\ue000-\ue003]")
-_ENTITY_START = re.compile("&[#\\w]*\ue000")
+_ENTITY_START = re.compile("&[#\\w]*(?:\ue000|<!--\ue002)")  # a stand-in could complete a character reference
+_AFTER_NEWLINE_DROPPING = re.compile("<(?:pre|textarea|listing)(?=[\\s>])[^<>]*>(?:\ue000|<!--\ue002)", re.I)
+_SOURCE_TAG = re.compile(r"<[a-zA-Z][^<>]*>")
+_UNQUOTED_VALUE = re.compile(r"""=[ \t\n\r\f]*(?:"[^"]*"|'[^']*'|([^\s"'>]*))""")
+_TITLE_ELEMENT = re.compile(r"<title(?=[\s>])[^<>]*>.*?</title\s*>", re.IGNORECASE | re.DOTALL)
+# Tags the parser puts in or around <head>, or merges into an element it made already: what a construct may not
+# wrap, and what no output may come before (the stand-in is text, which ends <head> early and opens <body>).
+_DOCUMENT_TAGS = re.compile(r"</?(?:html|head|body|style)(?=[\s/>])|<!doctype", re.IGNORECASE)
+_HEAD_TAGS = re.compile(r"<(?:html|head|body|style|meta|title|link|base)(?=[\s/>])|</head(?=[\s>])|<!doctype", re.I)
 
 # Selectors whose matches do not depend on what a render repeats or leaves out.
 _PLAIN_SELECTOR = re.compile(r"[-\w\s.#*>,\[\]=\"'^$|~:]*")
 _STRUCTURAL = re.compile(r"[+~]|:(?!hover\b|active\b|focus\b|visited\b|link\b|root\b)|::")
 _ATTRIBUTE_SELECTOR = re.compile(r"\[")
-_CSS_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
-_AT_BLOCK = re.compile(r"@[^{;]*(?:;|\{(?:[^{}]|\{[^{}]*\})*\})")  # @media {...{...}...}, @import ...;
+_CSS_COMMENT_OR_STRING = re.compile(r"""/\*.*?\*/|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'""", re.DOTALL)
+# At-rules with no selectors css-inline could inline: @media (kept in the <style> block), and the declaration-only ones.
+_UNINLINED_AT_RULE = re.compile(
+    r"@media\b[^{};]*\{(?:[^{}]|\{[^{}]*\})*\}|@(?:import|charset|namespace)\b[^{};]*;|@(?:font-face|page)\b[^{};]*\{[^{}]*\}",
+    re.IGNORECASE,
+)
 _RULE = re.compile(r"([^{}]+)\{[^{}]*\}")
 _STYLE_BLOCK = re.compile(r"<style\b[^>]*>(.*?)</style\s*>", re.IGNORECASE | re.DOTALL)
 
@@ -74,7 +92,8 @@ _VOID = frozenset(
     | {"basefont", "bgsound", "frame", "keygen"}
 )
 _RAW_TEXT = frozenset({"script", "style", "xmp", "iframe", "noembed", "noframes", "noscript", "plaintext"})
-_NEVER_SHAPED = frozenset({"class", "id", "style"})  # attributes whose value a rule reads, whatever the selector
+# Attributes a rule reads whatever its selector, or css-inline itself reads.
+_NEVER_SHAPED = frozenset({"class", "id", "style", "data-css-inline"})
 _IMPLIED = frozenset({"html", "head", "body", "tbody"})  # elements the parser adds where the source has none
 _BODIES: dict[type[nodes.Node], tuple[str, ...]] = {
     nodes.For: ("body", "else_"),
@@ -121,11 +140,10 @@ def inline_ahead(env: jinja2.Environment, source: str, filename: str) -> jinja2.
     if len(walk.data) != len(walk.marks) + 1:  # pragma: no cover - _pad_body makes them alternate
         raise NotInlinableError("internal: static text and stand-ins do not alternate")
     skeleton = "".join(node.data + mark for node, mark in zip(walk.data, [*walk.marks, ""], strict=True))
-    if _ENTITY_START.search(skeleton):
-        raise NotInlinableError("a Jinja output right after a bare '&' (it could complete a character reference)")
     if not _STYLE_BLOCK.search(skeleton):
         raise NotInlinableError("no <style> block: nothing to inline")
     _check_css(skeleton)
+    _check_skeleton(skeleton, walk)
     try:
         inlined = str(INLINER.inline(skeleton))
     except (css_inline.InlineError, ValueError) as exc:
@@ -234,11 +252,40 @@ def _check_css(skeleton: str) -> None:
     for css in _styles(skeleton):
         if "\ue000" in css or "\ue002" in css:
             raise NotInlinableError("a <style> block contains Jinja")
-        css = _AT_BLOCK.sub("", _CSS_COMMENT.sub("", css))
+        css = _CSS_COMMENT_OR_STRING.sub(lambda m: " " if m.group().startswith("/*") else '""', css)
+        css = _UNINLINED_AT_RULE.sub(" ", css)
+        if "@" in css:
+            raise NotInlinableError("an at-rule other than @media, @import, @charset, @font-face or @page")
         for rule in _RULE.finditer(css):
             selectors = rule.group(1)
             if not _PLAIN_SELECTOR.fullmatch(selectors) or _STRUCTURAL.search(selectors.replace("~=", "")):
                 raise NotInlinableError(f"a selector that depends on the rendered structure: {selectors.strip()}")
+        if _RULE.sub("", css).strip():
+            raise NotInlinableError("CSS that is not a plain list of rules (nesting?)")
+
+
+def _check_skeleton(skeleton: str, walk: _Walk) -> None:
+    """What the parser of the skeleton would read differently from a rendered message's."""
+    if _ENTITY_START.search(skeleton):
+        raise NotInlinableError("a Jinja tag right after a bare '&' (it could complete a character reference)")
+    if _AFTER_NEWLINE_DROPPING.search(skeleton):
+        raise NotInlinableError("a Jinja tag right after <pre> or <textarea> (a leading newline would be dropped)")
+    for tag in _SOURCE_TAG.finditer(skeleton):
+        values = _UNQUOTED_VALUE.finditer(tag.group()) if "\ue000" in tag.group() else ()
+        if any("\ue000" in (value.group(1) or "") for value in values):
+            raise NotInlinableError("a Jinja output in an unquoted attribute value")
+    for construct in walk.constructs:
+        start, end = skeleton.index(walk.marks[construct[0]]), skeleton.index(walk.marks[construct[-1]])
+        if _DOCUMENT_TAGS.search(skeleton, start, end):
+            raise NotInlinableError("a {% for %}/{% if %} around <style>, <head>, <body>, <html> or the doctype")
+    blank = _SOURCE_TAG.sub(_spaces, _TITLE_ELEMENT.sub(_spaces, skeleton))
+    first_output = blank.find("\ue000")  # the first output in text: outside tags and <title>
+    if first_output >= 0 and any(tag.start() > first_output for tag in _HEAD_TAGS.finditer(skeleton)):
+        raise NotInlinableError("a Jinja output before the document's head ends")
+
+
+def _spaces(match: re.Match[str]) -> str:
+    return " " * len(match.group())
 
 
 def _check_document(inlined: str, walk: _Walk, attribute_selectors: bool) -> None:
@@ -274,8 +321,8 @@ def _check_document(inlined: str, walk: _Walk, attribute_selectors: bool) -> Non
                     raise NotInlinableError("a Jinja output as an attribute name")
                 if "\ue000" in value and (attribute_selectors or key.lower() in _NEVER_SHAPED):
                     raise NotInlinableError(f"a Jinja output in a {key}= value, which a CSS rule may read")
-            if name == "style" and "\ue000" in token.group():
-                raise NotInlinableError("a Jinja output in a <style> tag's attributes")
+            if name in ("style", "link") and "\ue000" in token.group():
+                raise NotInlinableError(f"a Jinja output in a <{name}> tag's attributes")
             if name not in _VOID and not token.group().endswith("/>"):
                 depth += 1
                 if name in _RAW_TEXT:
@@ -287,7 +334,9 @@ def _check_document(inlined: str, walk: _Walk, attribute_selectors: bool) -> Non
         first, level = where[construct[0]]
         last = where[construct[-1]][0]
         if any(where[number][1] != level for number in construct) or min(depths[first : last + 1]) < level:
-            raise NotInlinableError("a {% for %}/{% if %} that does not wrap whole elements")
+            raise NotInlinableError(
+                "a {% for %}/{% if %} that does not wrap whole elements (rows right inside <table>? write its <tbody>)"
+            )
 
 
 class _Events(HTMLParser):

@@ -13,7 +13,7 @@ from jinja2 import nodes
 
 from ..errors import TemplateError
 from . import limits as budget
-from .emailhtml import inline_css, text_from_html
+from .emailhtml import has_style, inline_css, text_from_html
 from .failures import translate
 from .inline_once import NotInlinableError, inline_ahead
 from .limits import LimitExceeded, TemplateLimits
@@ -115,7 +115,7 @@ def compile_source(
             raise
         except Exception as exc:
             raise translate(exc, template=name, version=version, part=part, own_file=filename) from None
-        if part == "html":
+        if part == "html" and has_style(source):
             try:
                 inlined["html"] = inline_ahead(env, source, filename)
             except NotInlinableError as exc:

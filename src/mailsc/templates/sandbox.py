@@ -105,16 +105,17 @@ def escape_output(value: Any) -> str:
 
 
 class MarkupOutputError(Exception):
-    """An output of markup with elements in it, in a template whose CSS was inlined ahead of rendering: the rules
-    might match those elements, so this message is rendered from the template as written and inlined on its own."""
+    """An output of markup (``|safe``, ``|tojson``, a macro's result) in a template whose CSS was inlined ahead of
+    rendering: markup can add elements the rules would match, or quotes and '&' that mean something else in the
+    re-serialised attribute or text around it, so this message is rendered from the template as written and inlined
+    on its own."""
 
 
 def escape_text_output(value: Any) -> str:
-    """``escape_output`` for a template inlined ahead: the same, except that markup containing a tag is refused."""
+    """``escape_output`` for a template inlined ahead: the same for every value except markup, which is refused."""
     if type(value) is str:
         return _escape_inner(value)
-    html = getattr(value, "__html__", None)
-    if html is not None and "<" in html():
+    if hasattr(value, "__html__"):
         raise MarkupOutputError
     return escape(value)
 

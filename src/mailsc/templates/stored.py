@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
@@ -11,6 +12,7 @@ from .render import CompiledTemplate, RenderedTemplate, TemplateSource, compile_
 from .sandbox import StoredTemplateEnvironment
 
 CACHE_SIZE = 256
+logger = logging.getLogger(__name__)
 
 
 class StoredTemplates:
@@ -36,6 +38,11 @@ class StoredTemplates:
             return found
         sources = {"subject": source.subject, "html": source.html, "text": source.text}
         compiled = compile_source(self.environment, source.name, source.version, sources, self.limits)
+        if compiled.not_inlined and source.html is not None:
+            logger.info(
+                "template.css_inlined_per_message",
+                extra={"template": source.name, "version": source.version, "reason": compiled.not_inlined},
+            )
         for older in [k for k in self._cache if k[0] == source.name and k[1] < source.version]:
             del self._cache[older]
         self._cache[key] = compiled
