@@ -219,6 +219,8 @@ _ELEMENTS = [
     '<a class="button" href="https://e.example/{{ v }}">{x}</a>',
     "<br>",
     "<ul><li>{x}</li></ul>",
+    '<img alt="{{ w }}" src="x.png">',
+    '<table class="b"><tr><td>{x}</td></tr>{% for r in vs %}<tr><td class="a">{{ r }}</td></tr>{% endfor %}</table>',
 ]
 _INNER = ["{{ v }}", "text", "a &amp; b", "{{ v }} and {{ w }}", ""]
 _CSS = (
@@ -246,7 +248,7 @@ def _templates(draw: st.DrawFn) -> str:
         return inner
 
     body = "".join(piece(0) for _ in range(draw(st.integers(1, 4))))
-    return "<!doctype html><html><head>" + _CSS + "</head><body>" + body + "</body></html>"
+    return "<!doctype html><html><head><title>{{ w }}</title>" + _CSS + "</head><body>" + body + "</body></html>"
 
 
 @settings(max_examples=150, deadline=None)
