@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailsc.htmltext import html_to_text
 from mailsc.templates import FileTemplates, StoredTemplates
 from tests.templates.conftest import Source
 
@@ -50,16 +51,19 @@ RECEIPT = (
 
 
 def compiled_and_rendered(html: str, variables: dict[str, Any]) -> tuple[Any, str, str]:
-    """(the compiled template, its HTML rendered as sent, the HTML when every message is inlined on its own)."""
+    """(the compiled template, its HTML rendered as sent, the HTML when every message is inlined on its own). The
+    text part sent is checked too: whichever way it was made, it is ``html_to_text`` of the HTML sent."""
     templates = StoredTemplates()
     source = Source("t", next(_versions), "Hi", html=html)
     compiled = templates.compiled(source)
-    once = templates.render(source, variables).html
+    rendered = templates.render(source, variables)
+    once = rendered.html
     per_message = StoredTemplates()
     per_message.compiled(source).inlined.clear()
     each = per_message.render(source, variables).html
     assert once is not None
     assert each is not None
+    assert rendered.text == html_to_text(once)
     return compiled, once, each
 
 
@@ -86,6 +90,7 @@ def test_a_receipt_is_inlined_once_and_renders_the_document_per_message_inlining
 ) -> None:
     compiled, once, each = compiled_and_rendered(RECEIPT, variables)
     assert "html" in compiled.inlined, compiled.not_inlined
+    assert compiled.inlined["html"].derives_text  # the text part noted while the HTML renders
     assert same_document(once, each)
     assert '<td style="padding: 4px;border-bottom: 1px solid #eee;">' in once  # CSS inlined
     if variables["lines"]:
@@ -261,6 +266,7 @@ def test_generated_templates_render_the_same_document_either_way(html: str, vs: 
     variables = {"v": vs[0] if vs else "", "vs": vs, "w": w}
     compiled, once, each = compiled_and_rendered(html, variables)
     assert compiled.inlined, compiled.not_inlined  # every generated template is one that can be inlined once
+    assert compiled.inlined["html"].derives_text, compiled.inlined["html"].not_text
     assert same_document(once, each)
 
 
@@ -307,3 +313,33 @@ def test_a_template_inlined_per_message_is_logged_once_with_the_reason(caplog: p
     assert len(logged) == 1
     assert logged[0].__dict__["template"] == "promo"
     assert "class= value" in logged[0].__dict__["reason"]
+
+
+_TEXT_CASES = {
+    "a link whose label is its URL": ('<a href="{{ u }}">{{ u }}</a>', {"u": "https://x.example/a?b=1&c=2"}),
+    "a link to a mail address": ('<p>Write to <a href="mailto:{{ u }}">{{ u }}</a>.</p>', {"u": "a@example.org"}),
+    "a link to an anchor": ('<a href="#{{ u }}">Back to top</a>', {"u": "top"}),
+    "a link with an empty label": ('<a href="https://x.example/{{ u }}"><img alt="" src="x.png"></a>', {"u": "p"}),
+    "an image text": ('<p><img alt="{{ u }}" src="x.png"> and <img alt="{{ w }}" src="y.png"></p>', {"u": "Logo & co"}),
+    "a run of text across a loop": (
+        "<p>Items: {% for x in xs %}{{ x }}, {% endfor %}done</p>",
+        {"xs": [" a ", "b\n c"]},
+    ),
+    "white space only": ("<p>{{ u }}</p><p>{% for x in xs %}{{ x }}{% endfor %}</p>", {"u": "  \n ", "xs": ["", " "]}),
+    "a comment between texts": ("<p>a <!-- note --> {{ u }} b</p>", {"u": " x "}),
+    "a title and a link": ('<title>{{ u }}</title><p><a class="button" href="{{ u }}">Go</a></p>', {"u": "T & U"}),
+}
+
+
+@pytest.mark.parametrize("case", _TEXT_CASES.values(), ids=list(_TEXT_CASES))
+def test_the_text_part_noted_while_rendering_equals_the_text_of_the_html(case: tuple[str, dict[str, Any]]) -> None:
+    html, variables = case
+    compiled, _, _ = compiled_and_rendered("<style>p{color:red}</style>" + html, {"w": "", "xs": [], **variables})
+    assert compiled.inlined["html"].derives_text, compiled.inlined["html"].not_text  # compared in the helper
+
+
+def test_a_template_with_pre_is_inlined_once_and_its_text_derived_from_each_message() -> None:
+    compiled, _, _ = compiled_and_rendered("<style>p{color:red}</style><p>x</p><pre>a  {{ c }}\n b</pre>", {"c": 1})
+    assert compiled.inlined
+    assert not compiled.inlined["html"].derives_text
+    assert "<pre>" in compiled.inlined["html"].not_text

@@ -17,7 +17,8 @@ from ..errors import TemplateError, TemplateNotFoundError
 from . import limits as budget
 from .emailhtml import has_style
 from .failures import translate
-from .inline_once import NotInlinableError, inline_ahead
+from .inline_checks import NotInlinableError
+from .inline_once import Inlined, inline_ahead
 from .limits import TemplateLimits
 from .render import EXTENSIONS, CompiledTemplate, RenderedTemplate, render, render_part
 from .sandbox import FileTemplateEnvironment
@@ -52,7 +53,7 @@ class FileTemplates:
         # Per compiled HTML file (Jinja recompiles a changed file into a new object): the file with its CSS inlined
         # once, or why not. The dict is shared with every CompiledTemplate made from it, so a render that drops it
         # (``render_parts``, after an output of markup) drops it for the later ones too.
-        self._inlined: weakref.WeakKeyDictionary[jinja2.Template, tuple[dict[str, jinja2.Template], str]] = (
+        self._inlined: weakref.WeakKeyDictionary[jinja2.Template, tuple[dict[str, Inlined], str]] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -92,10 +93,14 @@ class FileTemplates:
             )
         if len(parts) == 1:
             raise TemplateError(f"the template needs {name}.html, {name}.txt or both", template=name)
-        inlined, not_inlined = self._inlined_once(parts["html"], files["html"]) if "html" in parts else ({}, "")
+        inlined, not_inlined = (
+            self._inlined_once(parts["html"], files["html"], "text" not in parts) if "html" in parts else ({}, "")
+        )
         return CompiledTemplate(name, None, parts, files, self.folder, inlined=inlined, not_inlined=not_inlined)
 
-    def _inlined_once(self, template: jinja2.Template, filename: str) -> tuple[dict[str, jinja2.Template], str]:
+    def _inlined_once(
+        self, template: jinja2.Template, filename: str, derive_text: bool
+    ) -> tuple[dict[str, Inlined], str]:
         """The HTML file with its CSS inlined once (``inline_once``; not for a file that extends or includes
         others), from the cache while Jinja keeps the same compiled file."""
         found = self._inlined.get(template)
@@ -105,7 +110,7 @@ class FileTemplates:
                 source = self.environment.loader.get_source(self.environment, filename)[0]
                 if not has_style(source):
                     return {}, ""  # nothing to inline (and not cached: the check is cheap)
-                found = ({"html": inline_ahead(self.environment, source, filename)}, "")
+                found = ({"html": inline_ahead(self.environment, source, filename, derive_text=derive_text)}, "")
             except NotInlinableError as exc:
                 found = ({}, str(exc))
                 logger.info("template.css_inlined_per_message", extra={"template": filename, "reason": str(exc)})

@@ -13,9 +13,11 @@ from jinja2 import nodes
 
 from ..errors import TemplateError
 from . import limits as budget
+from . import text_once
 from .emailhtml import has_style, inline_css, text_from_html
 from .failures import translate
-from .inline_once import NotInlinableError, inline_ahead
+from .inline_checks import NotInlinableError
+from .inline_once import Inlined, inline_ahead
 from .limits import LimitExceeded, TemplateLimits
 from .sandbox import MarkupOutputError
 
@@ -62,7 +64,7 @@ class CompiledTemplate:
     folder: Path | None = None
     # The HTML part with its CSS inlined once (``inline_once``), dropped after a render that could not use it;
     # or why there is none.
-    inlined: dict[str, jinja2.Template] = field(default_factory=dict)
+    inlined: dict[str, Inlined] = field(default_factory=dict)
     not_inlined: str = ""
 
 
@@ -92,7 +94,7 @@ def compile_source(
     check_sources(name, version, sources, limits)
     parts: dict[str, jinja2.Template] = {}
     files: dict[str, str] = {}
-    inlined: dict[str, jinja2.Template] = {}
+    inlined: dict[str, Inlined] = {}
     not_inlined = ""
     for part in PARTS:
         source = sources.get(part)
@@ -117,7 +119,7 @@ def compile_source(
             raise translate(exc, template=name, version=version, part=part, own_file=filename) from None
         if part == "html" and has_style(source):
             try:
-                inlined["html"] = inline_ahead(env, source, filename)
+                inlined["html"] = inline_ahead(env, source, filename, derive_text=sources.get("text") is None)
             except NotInlinableError as exc:
                 not_inlined = str(exc)
     return CompiledTemplate(name, version, parts, files, inlined=inlined, not_inlined=not_inlined)
@@ -160,34 +162,46 @@ def render_part(
     ) from None
 
 
-def render_parts(
-    compiled: CompiledTemplate, variables: Mapping[str, Any], limits: TemplateLimits
-) -> tuple[dict[str, str], bool]:
-    """Every part of ``compiled`` rendered with ``variables`` within one budget, and whether the HTML part came from
-    the template inlined ahead (its CSS already inlined)."""
+@dataclass
+class RenderedParts:
+    """The parts of one render; ``inlined`` when the HTML came from the template inlined once (CSS already in it),
+    ``noted`` when that render also noted the HTML's text part (``text_once``)."""
+
+    parts: dict[str, str]
+    inlined: bool = False
+    noted: text_once.TextSink | None = None
+
+
+def render_parts(compiled: CompiledTemplate, variables: Mapping[str, Any], limits: TemplateLimits) -> RenderedParts:
+    """Every part of ``compiled`` rendered with ``variables`` within one budget."""
     token = budget.start(limits)
     limit = limits.max_rendered_size
-    inlined = False
+    result = RenderedParts({})
     try:
-        rendered: dict[str, str] = {}
         for part in compiled.parts:
             ahead = compiled.inlined.get(part)
             if ahead is not None:
+                sink, noting = text_once.start() if ahead.derives_text else (None, None)
                 try:
-                    rendered[part], inlined = render_part(compiled, part, variables, limit, ahead), True
+                    result.parts[part] = render_part(compiled, part, variables, limit, ahead.template)
+                    result.inlined, result.noted = True, sink
                     continue
                 except MarkupOutputError:
                     compiled.inlined.pop(part, None)  # markup from |safe or a macro: inline per message from now on
-            rendered[part] = render_part(compiled, part, variables, limit)
+                finally:
+                    if noting is not None:
+                        text_once.finish(noting)
+            result.parts[part] = render_part(compiled, part, variables, limit)
     finally:
         budget.finish(token)
-    return rendered, inlined
+    return result
 
 
 def render(compiled: CompiledTemplate, variables: Mapping[str, Any], limits: TemplateLimits) -> RenderedTemplate:
     """Render every part of ``compiled`` with ``variables`` within one budget; the HTML gets its CSS inlined, and a
     text part is derived from it when the template has none. Raises ``TemplateError``."""
-    rendered, inlined = render_parts(compiled, variables, limits)
+    result = render_parts(compiled, variables, limits)
+    rendered = result.parts
     subject = rendered["subject"].strip()
     if "\r" in subject or "\n" in subject:
         raise TemplateError(
@@ -199,11 +213,11 @@ def render(compiled: CompiledTemplate, variables: Mapping[str, Any], limits: Tem
     html = rendered.get("html")
     text = rendered.get("text")
     if html is not None:
-        if not inlined:
+        if not result.inlined:
             try:
                 html = inline_css(html)
             except TemplateError as exc:
                 raise TemplateError(exc.reason, template=compiled.name, version=compiled.version, part="html") from None
         if text is None:
-            text = text_from_html(html)
+            text = text_once.assemble(result.noted) if result.noted is not None else text_from_html(html)
     return RenderedTemplate(subject, html, text, compiled.name, compiled.version)
