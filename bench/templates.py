@@ -8,8 +8,9 @@ so one is derived from the HTML. Per message, each stage on its own clock, in on
   Jinja2 with the loop/size/time checks, compiled template from the cache). The HTML part comes from the template
   with its CSS inlined once per version (``templates.inline_once``) when that is equivalent, as it is here;
 - **inline CSS**: ``css-inline`` on the rendered HTML, only when the template could not be inlined once (the
-  ``--per-message`` rows: the same template with inlining once turned off, for comparison);
-- **text part**: ``html_to_text`` on the email-ready HTML;
+  last column: the same template with inlining once turned off, for comparison);
+- **text part**: ``text_once.assemble`` of what the render noted (``templates.text_once``), or ``html_to_text`` on
+  the email-ready HTML in the last column;
 - **Message**: ``message_from_template`` (validation of the fields and bodies);
 - **MIME**: ``mailsc.render`` to the bytes stored in the outbox.
 
@@ -120,6 +121,8 @@ def measure(count: int, *, once: bool = True) -> tuple[dict[str, list[float]], f
     compiled = templates.compiled(source)
     if once and not compiled.inlined:
         raise RuntimeError(f"the receipt template was not inlined once: {compiled.not_inlined}")
+    if once and not compiled.inlined["html"].derives_text:
+        raise RuntimeError(f"the receipt's text part is not noted while rendering: {compiled.inlined['html'].not_text}")
     if not once:
         compiled.inlined.clear()
     stages: dict[str, list[float]] = {stage: [] for stage in STAGES}

@@ -137,11 +137,21 @@ def inline_ahead(env: jinja2.Environment, source: str, filename: str, *, derive_
     statics = pieces[::3]
     if derive_text:
         try:
+            _check_renders_once(tree)
             plan = text_once.plan(inlined, len(walk.marks))
         except text_once.NotTextableError as exc:
             return Inlined(_compiled(env, tree, filename, walk, statics), not_text=str(exc))
         return Inlined(_noting(env, tree, filename, walk, statics, plan), derives_text=True)
     return Inlined(_compiled(env, tree, filename, walk, statics))
+
+
+def _check_renders_once(tree: nodes.Template) -> None:
+    """Refuse noting the text of a template that can render a block or a loop body into a value (``self.b()``,
+    ``loop(...)``): its pieces would be noted although that output is not the message's."""
+    if any(name.name == "self" for name in tree.find_all(nodes.Name)):
+        raise text_once.NotTextableError("the template uses 'self'")
+    if any(loop.recursive for loop in tree.find_all(nodes.For)):
+        raise text_once.NotTextableError("a recursive loop")
 
 
 def _compiled(env: jinja2.Environment, tree: nodes.Template, filename: str, walk: _Walk, statics: list[str]) -> Any:
@@ -158,7 +168,7 @@ def _noting(
     statics: list[str],
     plan: text_once.Plan,
 ) -> Any:
-    """The template with each static piece a ``TextPiece`` and each output the text part needs a ``NotedOutput``."""
+    """The template with each static piece a ``piece_node`` and each output the text part needs a ``noted_node``."""
     table: list[tuple[str, text_once.Piece]] = []
     for node, (children, index), text, piece in zip(walk.data, walk.places, statics, plan.pieces, strict=True):
         if not text and not piece:

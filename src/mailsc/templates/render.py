@@ -197,6 +197,13 @@ def render_parts(compiled: CompiledTemplate, variables: Mapping[str, Any], limit
     return result
 
 
+def _noted_text(sink: text_once.TextSink) -> str | None:
+    try:
+        return text_once.assemble(sink)
+    except text_once.NotTextableError:  # pragma: no cover - a render that noted too little: derive it the slow way
+        return None
+
+
 def render(compiled: CompiledTemplate, variables: Mapping[str, Any], limits: TemplateLimits) -> RenderedTemplate:
     """Render every part of ``compiled`` with ``variables`` within one budget; the HTML gets its CSS inlined, and a
     text part is derived from it when the template has none. Raises ``TemplateError``."""
@@ -219,5 +226,6 @@ def render(compiled: CompiledTemplate, variables: Mapping[str, Any], limits: Tem
             except TemplateError as exc:
                 raise TemplateError(exc.reason, template=compiled.name, version=compiled.version, part="html") from None
         if text is None:
-            text = text_once.assemble(result.noted) if result.noted is not None else text_from_html(html)
+            text = _noted_text(result.noted) if result.noted is not None else None
+            text = text if text is not None else text_from_html(html)
     return RenderedTemplate(subject, html, text, compiled.name, compiled.version)

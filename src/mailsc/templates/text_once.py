@@ -32,6 +32,7 @@ from .sandbox import MarkupOutputError, TextOutputCodeGenerator, escape_text_out
 
 _TEXT_MARK = re.compile("\ue000(\\d+)\ue001")
 _BLOCK_MARK = re.compile("\ue002(\\d+)\ue003")
+_RAW_TEXT = frozenset({"script", "style", "xmp", "iframe", "noembed", "noframes", "noscript", "plaintext"})
 _EFFECTS = {"br": "\n", "li": "\n- ", "td": " ", "th": " ", **{tag: "\n\n" for tag in _BLOCKS}}
 
 # Plan items, what ``assemble`` does with them. A plain str in a piece's plan is text continuing the current run.
@@ -168,7 +169,10 @@ def _value(static: Any, values: Iterator[str]) -> str | None:
         return str(static[0])
     out = [static[0]]
     for part in static[1:]:
-        out.append(next(values))
+        value = next(values, None)
+        if value is None:  # pragma: no cover - every such output is noted; never a wrong text if one was not
+            raise NotTextableError("an attribute value was not noted")
+        out.append(value)
         out.append(part)
     return "".join(out)
 
@@ -182,8 +186,9 @@ def _end_link(parts: list[str], href: str | None, start: int) -> None:
 
 
 # Jinja forbids new node types, so two node types no stored template can produce carry these, with a mark only
-# ``NotingCodeGenerator`` reads: ExtensionAttribute (extensions are off) for a piece of static markup,
-# MarkSafeIfAutoescape (only the i18n extension makes it) around an output the text part needs.
+# ``NotingCodeGenerator`` reads: ExtensionAttribute (extensions are off) for a piece of static markup, and a Filter
+# of a name no environment has around an output the text part needs. Neither can be evaluated while compiling
+# (``as_const`` raises ``Impossible``), so Jinja never folds one into a constant that skips the call.
 def piece_node(index: int, lineno: int) -> nodes.Expr:
     """A piece of static markup that notes its plan (``text_piece``): entry ``index`` of ``mailsc_pieces``."""
     node = nodes.ExtensionAttribute("mailsc", str(index), lineno=lineno)
@@ -193,9 +198,12 @@ def piece_node(index: int, lineno: int) -> nodes.Expr:
 
 def noted_node(expression: nodes.Expr, what: str) -> nodes.Expr:
     """An output whose value the text part needs (``text_output``, or ``attr_output`` for ``ATTRIBUTE``)."""
-    node = nodes.MarkSafeIfAutoescape(expression, lineno=expression.lineno)
+    node = nodes.Filter(expression, _NOTED_FILTER, [], [], None, None, lineno=expression.lineno)
     node.mailsc_what = what  # type: ignore[attr-defined]
     return node
+
+
+_NOTED_FILTER = "mailsc noted output"  # not a name a filter can have
 
 
 def _ours(node: nodes.Node) -> bool:
@@ -227,13 +235,14 @@ class NotingCodeGenerator(TextOutputCodeGenerator):
             return
         self.write(f"mailsc_piece(mailsc_pieces[{index}])")
 
-    def visit_MarkSafeIfAutoescape(self, node: nodes.MarkSafeIfAutoescape, frame: Frame) -> None:  # noqa: N802
+    def visit_Filter(self, node: nodes.Filter, frame: Frame) -> None:  # noqa: N802
         what = getattr(node, "mailsc_what", None)
-        if what is None:  # pragma: no cover - only the i18n extension makes these
-            super().visit_MarkSafeIfAutoescape(node, frame)
+        if what is None:
+            super().visit_Filter(node, frame)
             return
         self.write("mailsc_attr(" if what == ATTRIBUTE else "mailsc_text(")
-        self.visit(node.expr, frame)
+        assert node.node is not None
+        self.visit(node.node, frame)
         self.write(")")
 
 
@@ -259,6 +268,7 @@ class _Planner(HTMLParser):
         self.outputs: dict[int, str] = {}
         self.slot = 0
         self._skip = 0
+        self._raw: list[str] = []  # open elements whose text css-inline writes raw
 
     def _passed(self, number: int, what: str) -> None:
         if number != self.slot:
@@ -270,6 +280,8 @@ class _Planner(HTMLParser):
         self.ops[self.slot].append((0, text))
 
     def handle_data(self, data: str) -> None:
+        if self._raw and _TEXT_MARK.search(data):  # a static '<' stays raw in there: '<' and a value make a tag
+            raise NotTextableError(f"a Jinja output inside <{self._raw[-1]}>")
         pieces = _TEXT_MARK.split(data)
         for index, piece in enumerate(pieces):
             if index % 2:
@@ -282,8 +294,8 @@ class _Planner(HTMLParser):
         if block is not None:
             self._passed(int(block.group(1)), IGNORED)  # not a boundary: a run of text goes on across a block tag
             return
-        for number in _TEXT_MARK.findall(data):
-            self._passed(int(number), IGNORED)
+        if _TEXT_MARK.search(data):  # a value could end the comment early for HTMLParser ("--" then a static ">")
+            raise NotTextableError("a Jinja output inside an HTML comment")
         self._boundary()
 
     def _attribute(self, attrs: list[tuple[str, str | None]], wanted: str) -> tuple[str, ...] | None:
@@ -304,6 +316,8 @@ class _Planner(HTMLParser):
         value = self._attribute(attrs, wanted)
         if tag == "pre":
             raise NotTextableError("a <pre> element")
+        if tag in _RAW_TEXT:
+            self._raw.append(tag)
         if tag in _SKIPPED:
             self._skip += 1
             self._boundary()
@@ -318,6 +332,8 @@ class _Planner(HTMLParser):
             self._boundary(_EFFECTS.get(tag, ""))
 
     def handle_endtag(self, tag: str) -> None:
+        if tag in self._raw:
+            del self._raw[len(self._raw) - 1 - self._raw[::-1].index(tag)]
         if tag in _SKIPPED:
             self._skip = max(0, self._skip - 1)
             self._boundary()
