@@ -169,19 +169,16 @@ def _noting(
     plan: text_once.Plan,
 ) -> Any:
     """The template with each static piece a ``piece_node`` and each output the text part needs a ``noted_node``."""
-    table: list[tuple[str, text_once.Piece]] = []
     for node, (children, index), text, piece in zip(walk.data, walk.places, statics, plan.pieces, strict=True):
-        if not text and not piece:
-            node.data = ""
+        if not piece:  # adds nothing to the text: plain static markup
+            node.data = text
             continue
-        children[index] = text_once.piece_node(len(table), node.lineno)
-        table.append((text, piece))
+        children[index] = text_once.piece_node(text, piece, node.lineno)
     for number, (children, index) in walk.outputs.items():
         what = plan.outputs.get(number, text_once.IGNORED)
         if what != text_once.IGNORED:
             children[index] = text_once.noted_node(children[index], what)
-    header = text_once.HEADER + f"mailsc_pieces = {tuple(table)!r}\n"
-    return _generate(env, tree, filename, text_once.NotingCodeGenerator, header)
+    return _generate(env, tree, filename, text_once.NotingCodeGenerator, text_once.HEADER)
 
 
 def _generate(env: jinja2.Environment, tree: nodes.Template, filename: str, generator_class: Any, header: str) -> Any:

@@ -3,7 +3,7 @@ email-ready (CSS inlined, a text part derived when the template has none)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -131,22 +131,18 @@ def render_part(
     variables: Mapping[str, Any],
     limit: int,
     template: jinja2.Template | None = None,
+    notes: list[Any] | None = None,
 ) -> str:
     """One part rendered (from ``template``, by default the part as written), refused once its output passes
     ``limit`` characters. Jinja's render function is driven directly (``Template.generate`` adds a generator frame
     to each of the ~500 chunks of a receipt), and its exceptions get the template-line traceback ``generate`` would
-    give them (``translate`` reads it). ``MarkupOutputError`` passes through."""
+    give them (``translate`` reads it). ``MarkupOutputError`` passes through. With ``notes``, the template is one
+    that notes its text part (``text_once``): a chunk may be a pair (HTML, note), and the notes go to ``notes``."""
     template = template or compiled.parts[part]
     chunks: list[str] = []
-    append = chunks.append
-    total = 0
     try:
-        for chunk in template.root_render_func(template.new_context(dict(variables))):
-            total += len(chunk)
-            if total > limit:
-                break
-            append(chunk)
-        else:
+        stream = template.root_render_func(template.new_context(dict(variables)))
+        if _drain(stream, chunks, limit) if notes is None else _drain_noting(stream, chunks, limit, notes):
             return "".join(chunks)
         failure: BaseException = LimitExceeded(f"the rendered {part} is over {limit:,} characters")
     except MarkupOutputError:
@@ -162,14 +158,42 @@ def render_part(
     ) from None
 
 
+def _drain(stream: Iterator[str], chunks: list[str], limit: int) -> bool:
+    """``stream``'s chunks into ``chunks`` until they pass ``limit`` characters (False) or end (True)."""
+    append = chunks.append
+    total = 0
+    for chunk in stream:
+        total += len(chunk)
+        if total > limit:
+            return False
+        append(chunk)
+    return True
+
+
+def _drain_noting(stream: Iterator[Any], chunks: list[str], limit: int, notes: list[Any]) -> bool:
+    """``_drain`` for a template that notes its text part: a pair's HTML to ``chunks``, its note to ``notes``."""
+    append = chunks.append
+    note = notes.append
+    total = 0
+    for chunk in stream:
+        if type(chunk) is tuple:
+            note(chunk[1])
+            chunk = chunk[0]
+        total += len(chunk)
+        if total > limit:
+            return False
+        append(chunk)
+    return True
+
+
 @dataclass
 class RenderedParts:
     """The parts of one render; ``inlined`` when the HTML came from the template inlined once (CSS already in it),
-    ``noted`` when that render also noted the HTML's text part (``text_once``)."""
+    ``notes`` when that render also noted the HTML's text part (``text_once``)."""
 
     parts: dict[str, str]
     inlined: bool = False
-    noted: text_once.TextSink | None = None
+    notes: list[Any] | None = None
 
 
 def render_parts(compiled: CompiledTemplate, variables: Mapping[str, Any], limits: TemplateLimits) -> RenderedParts:
@@ -181,25 +205,22 @@ def render_parts(compiled: CompiledTemplate, variables: Mapping[str, Any], limit
         for part in compiled.parts:
             ahead = compiled.inlined.get(part)
             if ahead is not None:
-                sink, noting = text_once.start() if ahead.derives_text else (None, None)
+                notes: list[Any] | None = [] if ahead.derives_text else None
                 try:
-                    result.parts[part] = render_part(compiled, part, variables, limit, ahead.template)
-                    result.inlined, result.noted = True, sink
+                    result.parts[part] = render_part(compiled, part, variables, limit, ahead.template, notes)
+                    result.inlined, result.notes = True, notes
                     continue
                 except MarkupOutputError:
                     compiled.inlined.pop(part, None)  # markup from |safe or a macro: inline per message from now on
-                finally:
-                    if noting is not None:
-                        text_once.finish(noting)
             result.parts[part] = render_part(compiled, part, variables, limit)
     finally:
         budget.finish(token)
     return result
 
 
-def _noted_text(sink: text_once.TextSink) -> str | None:
+def _noted_text(notes: list[Any]) -> str | None:
     try:
-        return text_once.assemble(sink)
+        return text_once.assemble(notes)
     except text_once.NotTextableError:  # pragma: no cover - a render that noted too little: derive it the slow way
         return None
 
@@ -226,6 +247,6 @@ def render(compiled: CompiledTemplate, variables: Mapping[str, Any], limits: Tem
             except TemplateError as exc:
                 raise TemplateError(exc.reason, template=compiled.name, version=compiled.version, part="html") from None
         if text is None:
-            text = _noted_text(result.noted) if result.noted is not None else None
+            text = _noted_text(result.notes) if result.notes is not None else None
             text = text if text is not None else text_from_html(html)
     return RenderedTemplate(subject, html, text, compiled.name, compiled.version)

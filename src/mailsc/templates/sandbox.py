@@ -96,6 +96,9 @@ def _is_guard(node: nodes.Node) -> bool:
     )
 
 
+escape_str = _escape_inner  # markupsafe's escaping of a plain str, as a plain str (for other modules)
+
+
 def escape_output(value: Any) -> str:
     """What ``markupsafe.escape`` returns for a ``{{ }}`` in an autoescaped template, as a plain ``str`` for a plain
     ``str`` (Jinja only joins the output chunks: a ``Markup`` object per chunk was a third of the escaping cost)."""

@@ -7,20 +7,20 @@ so the text each piece of static markup gives can be worked out once, by running
 render adds is known too: an output in text is its value as text; one in an ``<a href>`` or ``<img alt>`` is part of
 a link's URL or an image's text; any other is not text at all.
 
-So the compiled template yields each piece of static markup through ``text_piece`` and each output through
-``text_output``/``attr_output``, which also note, in a per-render ``TextSink``, the piece's plan or the output's
-value; ``assemble`` then applies the plan with the values, as the extractor would have: a run of text between two
-tags (which may span loop iterations and outputs) has its white space collapsed as a whole, links get their
-``(url)`` when their label differs. ``html_to_text(html)`` of the same render is the reference: tests compare the two
-on generated templates. Templates with ``<pre>`` are left to ``html_to_text``.
+So the compiled template yields, instead of a string, a pair: each piece of static markup as a constant (its HTML,
+its plan), each output the text needs as ``text_output``/``attr_output`` make it (its escaped HTML, its value);
+``render.render_part`` joins the HTML and keeps the second halves in order (the notes), and ``assemble`` applies
+the plans with the values, as the extractor would have: a run of text between two tags (which may span loop
+iterations and outputs) has its white space collapsed as a whole, links get their ``(url)`` when their label
+differs. No call per piece of markup and no per-render state: the notes travel with the output. ``html_to_text``
+of the same HTML is the reference: tests compare the two on generated templates. Templates with ``<pre>``, outputs
+in comments or raw-text elements, ``self`` or recursive loops are left to ``html_to_text``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any, cast
 
@@ -28,7 +28,7 @@ from jinja2 import nodes
 from jinja2.compiler import Frame
 
 from ..htmltext import _BLOCKS, _SKIPPED, _SPACES, _text
-from .sandbox import MarkupOutputError, TextOutputCodeGenerator, escape_text_output
+from .sandbox import MarkupOutputError, TextOutputCodeGenerator, escape_str, escape_text_output
 
 _TEXT_MARK = re.compile("\ue000(\\d+)\ue001")
 _BLOCK_MARK = re.compile("\ue002(\\d+)\ue003")
@@ -57,69 +57,43 @@ class Plan:
     outputs: dict[int, str]
 
 
-@dataclass
-class TextSink:
-    """What one render noted for its text part: piece plans and text values in order, attribute values apart."""
-
-    items: list[Piece] = field(default_factory=list)
-    attributes: list[str] = field(default_factory=list)
-
-
-_SINK: ContextVar[TextSink | None] = ContextVar("mailsc_text_sink", default=None)
-
-
-def start() -> tuple[TextSink, Any]:
-    sink = TextSink()
-    return sink, _SINK.set(sink)
-
-
-def finish(token: Any) -> None:
-    _SINK.reset(token)
-
-
-def text_piece(piece: tuple[str, Piece]) -> str:
-    """A piece of static markup (its HTML, its plan): notes the plan, gives the HTML."""
-    sink = _SINK.get()
-    if sink is not None:
-        sink.items.append(piece[1])
-    return piece[0]
-
-
 def _as_text(value: Any) -> str:
     if hasattr(value, "__html__"):
         raise MarkupOutputError
     return value if type(value) is str else str(value)
 
 
-def text_output(value: Any) -> str:
-    """An output in text: escaped for the HTML, its value noted as text."""
-    sink = _SINK.get()
-    if sink is not None:
-        sink.items.append(_as_text(value))
-    return escape_text_output(value)
+def text_output(value: Any) -> tuple[str, str]:
+    """An output in text: (escaped for the HTML, its value as text). ``escape_text_output`` and ``_as_text`` in
+    one, for the plain string most values are (one call per output, not three)."""
+    if type(value) is str:
+        return escape_str(value), value
+    return escape_text_output(value), _as_text(value)
 
 
-def attr_output(value: Any) -> str:
-    """An output in a link's URL or an image's text: escaped for the HTML, its value noted apart."""
-    sink = _SINK.get()
-    if sink is not None:
-        sink.attributes.append(_as_text(value))
-    return escape_text_output(value)
+def attr_output(value: Any) -> tuple[str, tuple[str]]:
+    """An output in a link's URL or an image's text: (escaped for the HTML, its value in a 1-tuple, kept for the
+    link or image that follows)."""
+    return escape_text_output(value), (_as_text(value),)
 
 
-def assemble(sink: TextSink) -> str:
-    """The text part, as ``html_to_text`` gives it for the HTML whose render filled ``sink``."""
+def assemble(notes: list[Any]) -> str:
+    """The text part, as ``html_to_text`` gives it for the HTML of the render that made ``notes``."""
     parts: list[str] = []
     add = parts.append
     run: list[str] = []  # the current run of text: static pieces and values, collapsed as one when a tag ends it
     extend = run.append
     links: list[tuple[str | None, int]] = []
-    values = iter(sink.attributes)
-    for item in sink.items:
+    pending: list[str] = []  # attribute values, for the link or image their tag opens
+    values = _Values(pending)
+    for item in notes:
         if type(item) is str:
             extend(item)
             continue
-        lead, middle, trail = item  # type: ignore[str-unpack]  # not a str: checked above
+        if len(item) == 1:
+            pending.append(item[0])
+            continue
+        lead, middle, trail = item
         if lead:
             extend(lead)
         if run:
@@ -161,7 +135,21 @@ def _collapsed(text: str) -> str:
     return text
 
 
-def _value(static: Any, values: Iterator[str]) -> str | None:
+class _Values:
+    """The attribute values noted so far, taken in order."""
+
+    def __init__(self, pending: list[str]) -> None:
+        self.pending = pending
+        self.taken = 0
+
+    def take(self) -> str:
+        if self.taken >= len(self.pending):  # pragma: no cover - every such output is noted
+            raise NotTextableError("an attribute value was not noted")
+        self.taken += 1
+        return self.pending[self.taken - 1]
+
+
+def _value(static: Any, values: _Values) -> str | None:
     """An attribute's value: its static parts with the rendered values between them."""
     if static is None:
         return None
@@ -169,10 +157,7 @@ def _value(static: Any, values: Iterator[str]) -> str | None:
         return str(static[0])
     out = [static[0]]
     for part in static[1:]:
-        value = next(values, None)
-        if value is None:  # pragma: no cover - every such output is noted; never a wrong text if one was not
-            raise NotTextableError("an attribute value was not noted")
-        out.append(value)
+        out.append(values.take())
         out.append(part)
     return "".join(out)
 
@@ -189,10 +174,10 @@ def _end_link(parts: list[str], href: str | None, start: int) -> None:
 # ``NotingCodeGenerator`` reads: ExtensionAttribute (extensions are off) for a piece of static markup, and a Filter
 # of a name no environment has around an output the text part needs. Neither can be evaluated while compiling
 # (``as_const`` raises ``Impossible``), so Jinja never folds one into a constant that skips the call.
-def piece_node(index: int, lineno: int) -> nodes.Expr:
-    """A piece of static markup that notes its plan (``text_piece``): entry ``index`` of ``mailsc_pieces``."""
-    node = nodes.ExtensionAttribute("mailsc", str(index), lineno=lineno)
-    node.mailsc_piece = index  # type: ignore[attr-defined]
+def piece_node(html: str, plan: Piece, lineno: int) -> nodes.Expr:
+    """A piece of static markup yielded with its plan: the constant ``(html, plan)``."""
+    node = nodes.ExtensionAttribute("mailsc", "piece", lineno=lineno)
+    node.mailsc_piece = (html, plan)  # type: ignore[attr-defined]
     return node
 
 
@@ -210,11 +195,8 @@ def _ours(node: nodes.Node) -> bool:
     return hasattr(node, "mailsc_piece") or hasattr(node, "mailsc_what")
 
 
-# Prepended to the template's generated module: what its TextPiece and NotedOutput nodes call.
-HEADER = (
-    "from mailsc.templates.text_once import text_piece as mailsc_piece, text_output as mailsc_text, "
-    "attr_output as mailsc_attr\n"
-)
+# Prepended to the template's generated module: what its noted outputs call.
+HEADER = "from mailsc.templates.text_once import text_output as mailsc_text, attr_output as mailsc_attr\n"
 
 
 class NotingCodeGenerator(TextOutputCodeGenerator):
@@ -229,11 +211,11 @@ class NotingCodeGenerator(TextOutputCodeGenerator):
             super()._output_child_post(node, frame, finalize)
 
     def visit_ExtensionAttribute(self, node: nodes.ExtensionAttribute, frame: Frame) -> None:  # noqa: N802
-        index = getattr(node, "mailsc_piece", None)
-        if index is None:  # pragma: no cover - stored templates have no extensions
+        piece = getattr(node, "mailsc_piece", None)
+        if piece is None:  # pragma: no cover - stored templates have no extensions
             super().visit_ExtensionAttribute(node, frame)
             return
-        self.write(f"mailsc_piece(mailsc_pieces[{index}])")
+        self.write(repr(piece))  # a tuple of constants: one constant of the compiled code
 
     def visit_Filter(self, node: nodes.Filter, frame: Frame) -> None:  # noqa: N802
         what = getattr(node, "mailsc_what", None)
