@@ -45,7 +45,7 @@ import jinja2
 from jinja2 import nodes
 from jinja2.nodes import EvalContext
 
-from . import text_once
+from . import outputs, text_once
 from .emailhtml import INLINER
 from .inline_checks import (
     ATTRIBUTE_SELECTOR,
@@ -61,7 +61,6 @@ from .inline_checks import (
     events,
     styles,
 )
-from .sandbox import TextOutputCodeGenerator
 
 _BODIES: dict[type[nodes.Node], tuple[str, ...]] = {
     nodes.For: ("body", "else_"),
@@ -157,7 +156,7 @@ def _check_renders_once(tree: nodes.Template) -> None:
 def _compiled(env: jinja2.Environment, tree: nodes.Template, filename: str, walk: _Walk, statics: list[str]) -> Any:
     for node, text in zip(walk.data, statics, strict=True):
         node.data = text
-    return _generate(env, tree, filename, TextOutputCodeGenerator, "")
+    return _generate(env, tree, filename, outputs.TextOutputCodeGenerator, outputs.HEADER)
 
 
 def _noting(

@@ -19,7 +19,7 @@ from .failures import translate
 from .inline_checks import NotInlinableError
 from .inline_once import Inlined, inline_ahead
 from .limits import LimitExceeded, TemplateLimits
-from .sandbox import MarkupOutputError
+from .outputs import MarkupOutputError
 
 PARTS = ("subject", "html", "text")
 EXTENSIONS = {"subject": "subject", "html": "html", "text": "txt"}

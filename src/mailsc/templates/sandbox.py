@@ -55,11 +55,12 @@ _NUMBER = re.compile(r"\d+")
 _DICT_ATTRIBUTES = frozenset(dir(dict))  # every attribute a dict instance has (its type's and object's)
 
 
-class _GuardedCodeGenerator(CodeGenerator):
+class GuardedCodeGenerator(CodeGenerator):
     """Jinja's code generator, with every loop's iterable passed through ``environment.guard_iteration`` and every
-    ``~`` concatenation through ``environment.checked_size``."""
+    ``~`` concatenation through ``environment.checked_size``; an autoescaped output is written as a call of
+    ``escape_call`` (a subclass may call something else)."""
 
-    escape_function = "escape_output"
+    escape_call = "environment.escape_output("
 
     def visit_For(self, node: nodes.For, frame: Frame) -> None:  # noqa: N802 - Jinja's visitor naming
         if not _is_guard(node.iter):
@@ -70,7 +71,7 @@ class _GuardedCodeGenerator(CodeGenerator):
 
     def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
         if frame.eval_ctx.autoescape and not frame.eval_ctx.volatile:
-            self.write(f"environment.{self.escape_function}(")  # what ``escape(`` gives, as a plain str (cheaper)
+            self.write(self.escape_call)  # what ``escape(`` gives, as a plain str (cheaper)
             if finalize.src is not None:
                 self.write(finalize.src)
         else:
@@ -80,12 +81,6 @@ class _GuardedCodeGenerator(CodeGenerator):
         self.write("environment.checked_size(")
         super().visit_Concat(node, frame)
         self.write(")")
-
-
-class TextOutputCodeGenerator(_GuardedCodeGenerator):
-    """For an HTML template whose CSS was inlined once (``inline_once``): its outputs may only be text."""
-
-    escape_function = "escape_text_output"
 
 
 def _is_guard(node: nodes.Node) -> bool:
@@ -104,22 +99,6 @@ def escape_output(value: Any) -> str:
     ``str`` (Jinja only joins the output chunks: a ``Markup`` object per chunk was a third of the escaping cost)."""
     if type(value) is str:
         return _escape_inner(value)
-    return escape(value)
-
-
-class MarkupOutputError(Exception):
-    """An output of markup (``|safe``, ``|tojson``, a macro's result) in a template whose CSS was inlined ahead of
-    rendering: markup can add elements the rules would match, or quotes and '&' that mean something else in the
-    re-serialised attribute or text around it, so this message is rendered from the template as written and inlined
-    on its own."""
-
-
-def escape_text_output(value: Any) -> str:
-    """``escape_output`` for a template inlined ahead: the same for every value except markup, which is refused."""
-    if type(value) is str:
-        return _escape_inner(value)
-    if hasattr(value, "__html__"):
-        raise MarkupOutputError
     return escape(value)
 
 
@@ -323,7 +302,7 @@ class _BoundedMixin:
     """The budget checks shared by both environments (see the module docstring)."""
 
     intercepted_binops = frozenset({"+", "*", "**", "%"})
-    code_generator_class: type[CodeGenerator] = _GuardedCodeGenerator
+    code_generator_class: type[CodeGenerator] = GuardedCodeGenerator
     binop_table: dict[str, Callable[[Any, Any], Any]]
 
     def _setup(self) -> None:
@@ -334,7 +313,6 @@ class _BoundedMixin:
         env.guard_iteration = guarded
         env.checked_size = checked_size
         env.escape_output = escape_output
-        env.escape_text_output = escape_text_output
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         tick()

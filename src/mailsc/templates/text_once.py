@@ -28,7 +28,9 @@ from jinja2 import nodes
 from jinja2.compiler import Frame
 
 from ..htmltext import _BLOCKS, _SKIPPED, _SPACES, _text
-from .sandbox import MarkupOutputError, TextOutputCodeGenerator, escape_str, escape_text_output
+from . import outputs
+from .outputs import MarkupOutputError, TextOutputCodeGenerator, escape_text_output
+from .sandbox import escape_str
 
 _TEXT_MARK = re.compile("\ue000(\\d+)\ue001")
 _BLOCK_MARK = re.compile("\ue002(\\d+)\ue003")
@@ -196,7 +198,9 @@ def _ours(node: nodes.Node) -> bool:
 
 
 # Prepended to the template's generated module: what its noted outputs call.
-HEADER = "from mailsc.templates.text_once import text_output as mailsc_text, attr_output as mailsc_attr\n"
+HEADER = (
+    outputs.HEADER + "from mailsc.templates.text_once import text_output as mailsc_text, attr_output as mailsc_attr\n"
+)
 
 
 class NotingCodeGenerator(TextOutputCodeGenerator):
