@@ -108,9 +108,10 @@ class FileTemplates:
             try:
                 assert self.environment.loader is not None
                 source = self.environment.loader.get_source(self.environment, filename)[0]
-                if not has_style(source):
-                    return {}, ""  # nothing to inline (and not cached: the check is cheap)
-                found = ({"html": inline_ahead(self.environment, source, filename, derive_text=derive_text)}, "")
+                if has_style(source):
+                    found = ({"html": inline_ahead(self.environment, source, filename, derive_text=derive_text)}, "")
+                else:
+                    found = ({}, "")  # nothing to inline
             except NotInlinableError as exc:
                 found = ({}, str(exc))
                 logger.info("template.css_inlined_per_message", extra={"template": filename, "reason": str(exc)})
