@@ -343,3 +343,11 @@ def test_a_template_with_pre_is_inlined_once_and_its_text_derived_from_each_mess
     assert compiled.inlined
     assert not compiled.inlined["html"].derives_text
     assert "<pre>" in compiled.inlined["html"].not_text
+
+
+def test_a_value_with_nul_renders_that_message_as_written_and_keeps_the_version_inlined_once() -> None:
+    html = "<style>p{color:red}</style><p>a{{ x }}b</p>"
+    compiled, once, each = compiled_and_rendered(html, {"x": "N\x00U"})
+    assert once == each  # the parser's treatment of NUL, whatever it is, is what the message gets
+    assert "\x00" not in once
+    assert compiled.inlined  # a variable's NUL drops only that render to per-message inlining

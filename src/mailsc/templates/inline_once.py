@@ -31,7 +31,9 @@ An output whose value is markup (``|safe``, ``|tojson``, a macro's result) could
 '&' that mean something else in the re-serialised markup around it: the inlined template's outputs go through
 ``escape_text_output``, which refuses any markup with ``MarkupOutputError``, and the message is rendered from the
 template as written and inlined on its own (``render.render_parts``), as is every later message of that version.
-An adversarial review found eleven ways around an earlier version of these rules; each is a test now.
+A value with a NUL character (which the parser drops or replaces depending on where it stands) sends just that
+message the same way (``outputs.NulOutputError``).
+Two adversarial reviews found sixteen ways around earlier versions of these rules; each is a test now.
 """
 
 from __future__ import annotations

@@ -18,13 +18,25 @@ from .sandbox import GuardedCodeGenerator, escape_str
 HEADER = "from mailsc.templates.outputs import escape_text_output as mailsc_escape_text\n"
 
 
-class MarkupOutputError(Exception):
-    """An output of markup in a template inlined once: render this message from the template as written."""
+class PerMessageError(Exception):
+    """A value a template inlined once cannot take as it is: render this message from the template as written."""
+
+
+class MarkupOutputError(PerMessageError):
+    """An output of markup: the template's version is rendered as written from now on (markup comes from the
+    template's own code, so it would come again)."""
+
+
+class NulOutputError(PerMessageError):
+    """A value with a NUL character, which an HTML parser drops or replaces depending on where it stands: this one
+    message is rendered as written, so it gets what inlining it would give (a variable's data, so only this one)."""
 
 
 def escape_text_output(value: Any) -> str:
-    """``sandbox.escape_output`` for a template inlined once: the same for every value except markup, refused."""
+    """``sandbox.escape_output`` for a template inlined once: the same for every value except markup and NUL."""
     if type(value) is str:
+        if "\0" in value:
+            raise NulOutputError
         return escape_str(value)
     if hasattr(value, "__html__"):
         raise MarkupOutputError

@@ -19,7 +19,7 @@ from .failures import translate
 from .inline_checks import NotInlinableError
 from .inline_once import Inlined, inline_ahead
 from .limits import LimitExceeded, TemplateLimits
-from .outputs import MarkupOutputError
+from .outputs import MarkupOutputError, PerMessageError
 
 PARTS = ("subject", "html", "text")
 EXTENSIONS = {"subject": "subject", "html": "html", "text": "txt"}
@@ -136,7 +136,7 @@ def render_part(
     """One part rendered (from ``template``, by default the part as written), refused once its output passes
     ``limit`` characters. Jinja's render function is driven directly (``Template.generate`` adds a generator frame
     to each of the ~500 chunks of a receipt), and its exceptions get the template-line traceback ``generate`` would
-    give them (``translate`` reads it). ``MarkupOutputError`` passes through. With ``notes``, the template is one
+    give them (``translate`` reads it). ``PerMessageError`` passes through. With ``notes``, the template is one
     that notes its text part (``text_once``): a chunk may be a pair (HTML, note), and the notes go to ``notes``."""
     template = template or compiled.parts[part]
     chunks: list[str] = []
@@ -145,7 +145,7 @@ def render_part(
         if _drain(stream, chunks, limit) if notes is None else _drain_noting(stream, chunks, limit, notes):
             return "".join(chunks)
         failure: BaseException = LimitExceeded(f"the rendered {part} is over {limit:,} characters")
-    except MarkupOutputError:
+    except PerMessageError:
         raise
     except Exception:
         try:
@@ -210,8 +210,9 @@ def render_parts(compiled: CompiledTemplate, variables: Mapping[str, Any], limit
                     result.parts[part] = render_part(compiled, part, variables, limit, ahead.template, notes)
                     result.inlined, result.notes = True, notes
                     continue
-                except MarkupOutputError:
-                    compiled.inlined.pop(part, None)  # markup from |safe or a macro: inline per message from now on
+                except PerMessageError as exc:
+                    if isinstance(exc, MarkupOutputError):  # markup from |safe or a macro: per message from now on
+                        compiled.inlined.pop(part, None)
             result.parts[part] = render_part(compiled, part, variables, limit)
     finally:
         budget.finish(token)

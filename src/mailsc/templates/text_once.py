@@ -68,7 +68,7 @@ def _as_text(value: Any) -> str:
 def text_output(value: Any) -> tuple[str, str]:
     """An output in text: (escaped for the HTML, its value as text). ``escape_text_output`` and ``_as_text`` in
     one, for the plain string most values are (one call per output, not three)."""
-    if type(value) is str:
+    if type(value) is str and "\0" not in value:
         return escape_str(value), value
     return escape_text_output(value), _as_text(value)
 
