@@ -118,6 +118,13 @@ async def test_a_refused_session() -> None:
     assert "block list" in step.fix
 
 
+async def test_a_server_that_drops_the_line_after_its_greeting() -> None:
+    async with RawServer(greeting=b"220 mx.test ESMTP\r\n", close=True) as server:
+        steps = await diagnose_smtp(config(server.port, timeout=SHORT))
+    step = failed(steps, "ehlo")
+    assert step.detail.startswith("no usable reply to EHLO:")
+
+
 # -- port and mode ---------------------------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hmac
+from collections.abc import Callable
 
 from ..config import ConnectionConfig
 from ..errors import DeliveryError, MessageError
@@ -27,6 +28,21 @@ class AccountSteps(Walk):
     session: SmtpSession | None
     prober: Prober
     where: str
+
+    async def exchange(
+        self, name: str, title: str, command: str, expected: int, refused: str, fix: str | Callable[[int], str]
+    ) -> Reply:
+        """``command`` sent in the session, its reply returned; the step fails when the line drops or the reply's
+        code is not ``expected`` (the detail starts with ``refused``; ``fix`` may depend on the code)."""
+        assert self.session is not None
+        verb = command.partition(":")[0] if ":" in command else command.split(" ")[0]  # MAIL FROM, EHLO, STARTTLS
+        try:
+            reply = await self.session.command(command)
+        except FAILURES as exc:
+            self.fail(name, title, f"no usable reply to {verb}: {describe(exc)}", dropped_fix(exc))
+        if reply.code != expected:
+            self.fail(name, title, f"{refused}: {reply}", fix(reply.code) if callable(fix) else fix, code=reply.code)
+        return reply
 
     async def authenticate(self, extensions: dict[str, str]) -> None:
         title = "Authentication mechanisms offered"
@@ -110,18 +126,14 @@ class AccountSteps(Walk):
         sender = self.sender.email
         title = f"The server accepts the sender {sender}"
         options = " SMTPUTF8" if not sender.isascii() and "SMTPUTF8" in extensions else ""
-        try:
-            reply = await self.session.command(f"MAIL FROM:<{sender}>{options}")
-        except FAILURES as exc:
-            self.fail("mail_from", title, f"no usable reply to MAIL FROM: {describe(exc)}", dropped_fix(exc))
-        if reply.code != 250:
-            self.fail(
-                "mail_from",
-                title,
-                f"MAIL FROM:<{sender}> refused: {reply}",
-                sender_fix(reply.code, sender),
-                code=reply.code,
-            )
+        reply = await self.exchange(
+            "mail_from",
+            title,
+            f"MAIL FROM:<{sender}>{options}",
+            250,
+            f"MAIL FROM:<{sender}> refused",
+            lambda code: sender_fix(code, sender),
+        )
         self.ok("mail_from", title, str(reply), sender=sender)
         with contextlib.suppress(*FAILURES):  # the check is done; the session ends here anyway
             await self.session.command("RSET")

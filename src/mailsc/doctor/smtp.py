@@ -26,7 +26,7 @@ from .hints import (
 from .probes import Prober, describe, extensions_of, tls_step
 from .session import ClosedError, NotSmtpError, SmtpSession, shown
 from .steps import Step
-from .walk import FAILURES, OnStep, StopWalkError, dropped_fix
+from .walk import FAILURES, OnStep, StopWalkError
 
 
 async def diagnose_smtp(
@@ -248,19 +248,15 @@ class _SmtpDoctor(AccountSteps):
         if self.local_hostname is None:  # what aiosmtplib sends too, so the server sees the same name
             self.local_hostname = self.config.local_hostname or await asyncio.to_thread(socket.getfqdn)
         local = self.local_hostname
-        try:
-            reply = await self.session.command(f"EHLO {local}")
-        except FAILURES as exc:
-            self.fail(name, title, f"no usable reply to EHLO: {describe(exc)}", dropped_fix(exc))
-        if reply.code != 250:
-            self.fail(
-                name,
-                title,
-                f"EHLO {local} refused: {reply}",
-                "the server refuses this machine's name or does not speak ESMTP: set MAILSC_SMTP_LOCAL_HOSTNAME to "
-                "this machine's public DNS name",
-                code=reply.code,
-            )
+        reply = await self.exchange(
+            name,
+            title,
+            f"EHLO {local}",
+            250,
+            f"EHLO {local} refused",
+            "the server refuses this machine's name or does not speak ESMTP: set MAILSC_SMTP_LOCAL_HOSTNAME to "
+            "this machine's public DNS name",
+        )
         extensions = extensions_of(reply)
         offered = list(reply.lines[1:])
         self.ok(name, title, f"{reply.lines[0]} offers: {', '.join(offered) or 'nothing'}", extensions=offered)
@@ -277,18 +273,14 @@ class _SmtpDoctor(AccountSteps):
                 "check the port: 465 speaks implicit TLS (security=tls) and 587 normally offers STARTTLS; "
                 "otherwise the server needs TLS set up. mailsc never falls back to plaintext",
             )
-        try:
-            reply = await self.session.command("STARTTLS")
-        except FAILURES as exc:
-            self.fail("starttls", title, f"no usable reply to STARTTLS: {describe(exc)}", dropped_fix(exc))
-        if reply.code != 220:
-            self.fail(
-                "starttls",
-                title,
-                f"the server offers STARTTLS but refused it: {reply}",
-                "the server's TLS setup is broken (a missing certificate or key): ask the server's operator",
-                code=reply.code,
-            )
+        reply = await self.exchange(
+            "starttls",
+            title,
+            "STARTTLS",
+            220,
+            "the server offers STARTTLS but refused it",
+            "the server's TLS setup is broken (a missing certificate or key): ask the server's operator",
+        )
         if self.session.pending():
             self.fail(
                 "starttls",
