@@ -88,9 +88,16 @@ _REFERENCES = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)
 
 
 def compile_source(
-    env: jinja2.Environment, name: str, version: int | None, sources: Mapping[str, str | None], limits: TemplateLimits
+    env: jinja2.Environment,
+    name: str,
+    version: int | None,
+    sources: Mapping[str, str | None],
+    limits: TemplateLimits,
+    *,
+    inline: bool = True,
 ) -> CompiledTemplate:
-    """Compile a stored template's parts (no includes or inheritance: a stored template stands alone)."""
+    """Compile a stored template's parts (no includes or inheritance: a stored template stands alone); with
+    ``inline``, also the HTML part with its CSS inlined once where that can be (``inline_once``)."""
     check_sources(name, version, sources, limits)
     parts: dict[str, jinja2.Template] = {}
     files: dict[str, str] = {}
@@ -117,7 +124,7 @@ def compile_source(
             raise
         except Exception as exc:
             raise translate(exc, template=name, version=version, part=part, own_file=filename) from None
-        if part == "html" and has_style(source):
+        if inline and part == "html" and has_style(source):
             try:
                 inlined["html"] = inline_ahead(env, source, filename, derive_text=sources.get("text") is None)
             except NotInlinableError as exc:

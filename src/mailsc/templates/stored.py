@@ -26,8 +26,10 @@ class StoredTemplates:
         self._cache_size = cache_size
 
     def check(self, name: str, subject: str | None, html: str | None, text: str | None) -> None:
-        """Compile a template about to be stored; raises ``TemplateError`` (syntax, size, includes) naming the line."""
-        compile_source(self.environment, name, None, {"subject": subject, "html": html, "text": text}, self.limits)
+        """Compile a template about to be stored; raises ``TemplateError`` (syntax, size, includes) naming the line.
+        The CSS is not inlined here: that never refuses a template, and the first render of the version does it."""
+        sources = {"subject": subject, "html": html, "text": text}
+        compile_source(self.environment, name, None, sources, self.limits, inline=False)
 
     def compiled(self, source: TemplateSource) -> CompiledTemplate:
         """``source`` compiled, from the cache when this version was compiled before."""
