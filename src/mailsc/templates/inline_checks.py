@@ -48,7 +48,8 @@ _VOID = frozenset(
     {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"}
     | {"basefont", "bgsound", "frame", "keygen"}
 )
-_RAW_TEXT = frozenset({"script", "style", "xmp", "iframe", "noembed", "noframes", "noscript", "plaintext"})
+# Elements whose text html5ever writes out raw: a static '<' in them stays '<'.
+RAW_TEXT = frozenset({"script", "style", "xmp", "iframe", "noembed", "noframes", "noscript", "plaintext"})
 # Attributes a rule reads whatever its selector, or css-inline itself reads.
 _NEVER_SHAPED = frozenset({"class", "id", "style", "data-css-inline"})
 _IMPLIED = frozenset({"html", "head", "body", "tbody"})  # elements the parser adds where the source has none
@@ -139,7 +140,7 @@ def check_document(inlined: str, constructs: list[list[int]], attribute_selector
                 raise NotInlinableError(f"a Jinja output in a <{name}> tag's attributes")
             if name not in _VOID and not token.group().endswith("/>"):
                 depth += 1
-                if name in _RAW_TEXT:
+                if name in RAW_TEXT:
                     raw = name
         depths.append(depth)
     for construct in constructs:

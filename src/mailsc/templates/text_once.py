@@ -27,15 +27,14 @@ from typing import Any, cast
 from jinja2 import nodes
 from jinja2.compiler import Frame
 
-from ..htmltext import _BLOCKS, _SKIPPED, _SPACES, _text
+from ..htmltext import BLOCKS, SKIPPED, SPACES, START_TEXT, end_link, joined_text
 from . import outputs
+from .inline_checks import RAW_TEXT
 from .outputs import MarkupOutputError, TextOutputCodeGenerator, escape_text_output
 from .sandbox import escape_str
 
 _TEXT_MARK = re.compile("\ue000(\\d+)\ue001")
 _BLOCK_MARK = re.compile("\ue002(\\d+)\ue003")
-_RAW_TEXT = frozenset({"script", "style", "xmp", "iframe", "noembed", "noframes", "noscript", "plaintext"})
-_EFFECTS = {"br": "\n", "li": "\n- ", "td": " ", "th": " ", **{tag: "\n\n" for tag in _BLOCKS}}
 
 # Plan items, what ``assemble`` does with them. A plain str in a piece's plan is text continuing the current run.
 LINK, END_LINK, IMAGE = 1, 2, 3
@@ -114,7 +113,7 @@ def assemble(notes: list[Any]) -> str:
                     links.append((_value(op[1], values), len(parts)))
                 elif op[0] == END_LINK:
                     if links:
-                        _end_link(parts, *links.pop())
+                        end_link(parts, *links.pop())
                 else:
                     alt = _value(op[1], values)
                     if alt:
@@ -124,16 +123,16 @@ def assemble(notes: list[Any]) -> str:
     text = "".join(run)
     if text:
         add(_collapsed(text))
-    return _text(parts)
+    return joined_text(parts)
 
 
 def _collapsed(text: str) -> str:
-    """``_SPACES.sub(" ", text.replace("\n", " "))``, skipping the regular expression for text with nothing to
+    """``SPACES.sub(" ", text.replace("\n", " "))``, skipping the regular expression for text with nothing to
     collapse (most runs: a few words between two tags)."""
     if "\n" in text:
         text = text.replace("\n", " ")
     if "  " in text or "\t" in text or "\r" in text or "\f" in text or "\v" in text:
-        return _SPACES.sub(" ", text)
+        return SPACES.sub(" ", text)
     return text
 
 
@@ -162,14 +161,6 @@ def _value(static: Any, values: _Values) -> str | None:
         out.append(values.take())
         out.append(part)
     return "".join(out)
-
-
-def _end_link(parts: list[str], href: str | None, start: int) -> None:
-    """``_TextExtractor.handle_endtag("a")``."""
-    label = "".join(parts[start:]).strip()
-    shown = href.removeprefix("mailto:") if href else ""
-    if href and not href.startswith(("#", "javascript:")) and shown != label:
-        parts.append(f" ({shown})" if label else shown)
 
 
 # Jinja forbids new node types, so two node types no stored template can produce carry these, with a mark only
@@ -302,9 +293,9 @@ class _Planner(HTMLParser):
         value = self._attribute(attrs, wanted)
         if tag == "pre":
             raise NotTextableError("a <pre> element")
-        if tag in _RAW_TEXT:
+        if tag in RAW_TEXT:
             self._raw.append(tag)
-        if tag in _SKIPPED:
+        if tag in SKIPPED:
             self._skip += 1
             self._boundary()
         elif tag == "a":
@@ -315,19 +306,19 @@ class _Planner(HTMLParser):
             if value is not None and (len(value) > 1 or value[0]):
                 self.ops[self.slot].append((IMAGE, value))
         else:
-            self._boundary(_EFFECTS.get(tag, ""))
+            self._boundary(START_TEXT.get(tag, ""))
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self._raw:
             del self._raw[len(self._raw) - 1 - self._raw[::-1].index(tag)]
-        if tag in _SKIPPED:
+        if tag in SKIPPED:
             self._skip = max(0, self._skip - 1)
             self._boundary()
         elif tag == "a":
             self._boundary()
             self.ops[self.slot].append((END_LINK, None))
         else:
-            self._boundary("\n\n" if tag in _BLOCKS else "")
+            self._boundary("\n\n" if tag in BLOCKS else "")
 
     def handle_decl(self, decl: str) -> None:
         self._boundary()
@@ -354,7 +345,7 @@ def _compact(raw: list[_Raw]) -> Piece:
             continue
         text = "".join(run)
         if text:
-            ops.append(_SPACES.sub(" ", text.replace("\n", " ")))
+            ops.append(SPACES.sub(" ", text.replace("\n", " ")))
         run = []
         kind, value = cast(tuple[int, Any], item)
         if kind == 0:
